@@ -1,0 +1,19 @@
+"""sparsebnn: Bayesian sparsification of neural networks.
+
+Submodules are imported on first use: ``from sparsebnn import bmr, nets, priors, infer, metrics, data``.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("bmr", "nets", "priors", "infer", "metrics", "data", "model", "prune", "compact", "results")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = list(_SUBMODULES)
