@@ -1,0 +1,54 @@
+"""Regenerate every paper figure from whatever results tables exist.
+
+    python -m paper_figures [--results results] [--out figures]
+
+Each figure module in this package exposes ``make(results_dir, out_dir) -> list[Path]``, which
+returns ``[]`` when the tables it needs are absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+from pathlib import Path
+
+import paper_figures
+
+_NOT_FIGURES = {"style"}
+
+
+def figure_modules() -> list[str]:
+    return [
+        m.name
+        for m in pkgutil.iter_modules(paper_figures.__path__)
+        if not m.name.startswith("_") and m.name not in _NOT_FIGURES
+    ]
+
+
+def build_all(results: Path, out: Path) -> dict[str, list[Path]]:
+    """Run every figure module's ``make``; return the paths written, by module."""
+    written = {}
+    for name in figure_modules():
+        paths = importlib.import_module(f"paper_figures.{name}").make(Path(results), Path(out))
+        if paths:
+            written[name] = paths
+    return written
+
+
+def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
+    p = argparse.ArgumentParser(prog="python -m paper_figures", description=__doc__.splitlines()[0])
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--out", type=Path, default=Path("figures"))
+    args = p.parse_args(argv)
+    written = build_all(args.results, args.out)
+    for name, paths in written.items():
+        print(f"{name:<24} " + ", ".join(str(x) for x in paths))
+    missing = sorted(set(figure_modules()) - set(written))
+    if missing:
+        print(f"no results yet for: {', '.join(missing)}")
+    return written
+
+
+if __name__ == "__main__":
+    main()
