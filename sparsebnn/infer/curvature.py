@@ -1,0 +1,227 @@
+"""Curvature of the log-likelihood at a point: the generalised Gauss-Newton (GGN) or the empirical Fisher.
+
+Sums over the data (never averages): with f_n = f(x_n; θ), J_n = ∂f_n/∂θ and
+Λ_n = ∇²_f [−ln p(y_n | f_n)] = L_n L_nᵀ,
+
+* GGN:               H = Σ_n J_nᵀ Λ_n J_n = Σ_n Σ_k (J_nᵀ L_n e_k)(J_nᵀ L_n e_k)ᵀ
+* empirical Fisher:  H = Σ_n g_n g_nᵀ,  g_n = J_nᵀ ∇_f[−ln p(y_n | f_n)]
+
+Both are "outer products of backpropagated output vectors" u_nk (the columns of L_n, or the single
+loss gradient), which is how both forms below are computed:
+
+* :class:`Diag` — the **exact** diagonal: per-example vector-Jacobian products of the u_nk
+  (``vmap`` over examples and columns), squared and summed; ``L_n`` in closed form
+  (softmax: ``L = diag(√p) − p √pᵀ``; Gaussian: ``L = I/σ``). Covers every parameter.
+* :class:`Kron` — KFAC: per layer ``H_l ≈ A_l ⊗ G_l`` over ``W̃ = [w.reshape(-1, n); b]``
+  (row-major ``vec``), with ``A = (1/N) Σ_{n,t} ã ãᵀ`` (ã = [a; 1]; for convolutions the patches,
+  Grosse & Martens 2016) and ``G = (1/T) Σ_{n,t,k} g gᵀ``, g the backpropagated u_nk at the
+  layer's op output and T the positions (pixels, tokens) per example ("KFAC-expand"). For one
+  example of a dense layer this is the exact GGN block. Parameters outside the network's layers
+  (norms, embeddings, ...) get the exact diagonal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..nets.base import Network, Params
+from . import taps
+
+LIKELIHOODS = ("classification", "regression")
+FISHERS = ("ggn", "ef")
+KINDS = ("diag", "kfac")
+_BUDGET = 2**24  # scalars per chunk of per-example gradients
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """``classification``: categorical on softmax(f); ``regression``: y ~ N(f, sigma²) per output."""
+
+    kind: str = "classification"
+    sigma: float = 1.0
+
+    def __post_init__(self):
+        if self.kind not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}; got {self.kind!r}")
+        if not (isinstance(self.sigma, (int, float)) and math.isfinite(self.sigma) and self.sigma > 0):
+            raise ValueError(f"sigma_noise must be a finite number > 0; got {self.sigma!r}")
+
+    def _targets(self, f, y):
+        return y.reshape(f.shape) if self.kind == "regression" else y
+
+    def log_prob(self, f: jax.Array, y: jax.Array) -> jax.Array:
+        """``ln p(y_n | f_n)`` per example, shape ``(B,)``."""
+        y = self._targets(f, y)
+        if self.kind == "classification":
+            return jnp.take_along_axis(jax.nn.log_softmax(f), y[:, None].astype(jnp.int32), axis=1)[:, 0]
+        r = (y - f) / self.sigma
+        return jnp.sum(-0.5 * r**2 - jnp.log(self.sigma) - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+
+    def grad(self, f: jax.Array, y: jax.Array) -> jax.Array:
+        """``∇_f [−ln p(y | f)]``, shape ``(B, C)``."""
+        y = self._targets(f, y)
+        if self.kind == "classification":
+            return jax.nn.softmax(f) - jax.nn.one_hot(y, f.shape[-1], dtype=f.dtype)
+        return (f - y) / self.sigma**2
+
+    def hessian_sqrt(self, f: jax.Array) -> jax.Array:
+        """``L`` with ``L Lᵀ = ∇²_f [−ln p(y | f)]``, shape ``(B, C, C)``: diag(√p) − p√pᵀ, or I/σ."""
+        if self.kind == "classification":
+            p = jax.nn.softmax(f)
+            s = jnp.sqrt(p)
+            return jax.vmap(jnp.diag)(s) - p[:, :, None] * s[:, None, :]
+        eye = jnp.eye(f.shape[-1], dtype=f.dtype) / self.sigma
+        return jnp.broadcast_to(eye, (*f.shape, f.shape[-1]))
+
+
+def as_likelihood(likelihood: str | Likelihood, sigma_noise: float = 1.0) -> Likelihood:
+    return likelihood if isinstance(likelihood, Likelihood) else Likelihood(likelihood, sigma_noise)
+
+
+class Diag(NamedTuple):
+    """``H ≈ diag(h)``, ``h`` shaped like ``params``: the exact diagonal of the GGN / empirical Fisher."""
+
+    h: Params
+
+
+class Kron(NamedTuple):
+    """Per layer ``H_l ≈ A_l ⊗ G_l`` over ``[w.reshape(-1, n); b]``; ``diag`` (exact) for params outside layers."""
+
+    factors: dict[str, tuple[jax.Array, jax.Array]]
+    diag: Params
+
+
+def _output_vectors(lik: Likelihood, f: jax.Array, y: jax.Array, fisher: str) -> jax.Array:
+    """The u_nk as ``(B, K, C)``: the columns of L_n (GGN) or the loss gradient (K = 1, EF)."""
+    if fisher == "ggn":
+        return jnp.swapaxes(lik.hessian_sqrt(f), 1, 2)
+    return lik.grad(f, y)[:, None, :]
+
+
+def chunked_sum(fn, xs, size: int):
+    """``Σ_chunks fn(chunk)`` over the leading axis of the pytree ``xs`` in chunks of ``size`` (scan + remainder)."""
+    n = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    k, r = divmod(n, size)
+    total = None
+    if k:
+        head = jax.tree.map(lambda a: a[: k * size].reshape(k, size, *a.shape[1:]), xs)
+        first = jax.tree.map(lambda a: a[0], head)
+        zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(fn, first))
+        total = jax.lax.scan(lambda acc, c: (jax.tree.map(jnp.add, acc, fn(c)), None), zeros, head)[0]
+    if r:
+        rest = fn(jax.tree.map(lambda a: a[k * size :], xs))
+        total = rest if total is None else jax.tree.map(jnp.add, total, rest)
+    return total
+
+
+def _diag_batch(net: Network, lik: Likelihood, fisher: str, keys: tuple, params: Params, x, y):
+    """Exact diagonal of the GGN/EF restricted to ``params[k] for k in keys`` on a batch, plus Σ ln p."""
+    sub = {k: params[k] for k in keys}
+
+    def one(xn, yn):
+        def f(s):
+            return net.apply({**params, **s}, xn[None])
+
+        out, vjp = jax.vjp(f, sub)
+        u = _output_vectors(lik, out, yn[None], fisher)[0]  # (K, C)
+        g = jax.vmap(lambda uk: vjp(uk[None])[0])(u)
+        return jax.tree.map(lambda t: jnp.sum(t**2, axis=0), g), lik.log_prob(out, yn[None])[0]
+
+    n_sub = max(1, sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(sub)))
+    k_out = net.out_dim if fisher == "ggn" else 1
+    chunk = int(max(1, min(x.shape[0], _BUDGET // (k_out * n_sub))))
+    return chunked_sum(lambda c: jax.tree.map(lambda t: t.sum(0), jax.vmap(one)(*c)), (x, y), chunk)
+
+
+def _kfac_batch(net: Network, lik: Likelihood, fisher: str, params: Params, x, y):
+    """Sums ``(Σ ã ãᵀ, (1/T) Σ g gᵀ)`` per layer on a batch, plus Σ ln p."""
+    names = [l.name for l in net.layers]
+    tp: dict[str, taps.Tap] = {}
+    jax.eval_shape(lambda p, xx: tp.update(taps.tapped_apply(net.apply, p, xx, names)[2]), params, x)
+    probes = {n: jnp.zeros(tp[n].out_shape, x.dtype) for n in names}
+
+    def f(pr):
+        out, acts, _ = taps.tapped_apply(net.apply, params, x, names, pr)
+        return out, acts
+
+    out, vjp, acts = jax.vjp(f, probes, has_aux=True)
+    u = _output_vectors(lik, out, y, fisher)  # (B, K, C)
+    g = jax.vmap(lambda uk: vjp(uk)[0], in_axes=1)(u)  # per layer (K, *out_shape)
+    factors = {}
+    for n in names:
+        a = taps.input_rows(tp[n], acts[n])
+        a = jnp.concatenate([a, jnp.ones((a.shape[0], 1), a.dtype)], axis=1)
+        gr = jax.vmap(partial(taps.output_rows, tp[n]))(g[n])  # (K, rows, n)
+        t = a.shape[0] // x.shape[0]
+        factors[n] = (a.T @ a, jnp.einsum("kri,krj->ij", gr, gr) / t)
+    return factors, jnp.sum(lik.log_prob(out, y))
+
+
+@partial(jax.jit, static_argnames=("net", "lik", "kind", "fisher", "batch_size"))
+def _curvature(net, lik, kind, fisher, batch_size, params, x, y):
+    layer_names = {l.name for l in net.layers}
+    if kind == "diag":
+        h, ll = chunked_sum(lambda c: _diag_batch(net, lik, fisher, tuple(params), params, *c), (x, y), batch_size)
+        return Diag(h), ll
+    rest = tuple(k for k in params if k not in layer_names)
+    factors, ll = chunked_sum(lambda c: _kfac_batch(net, lik, fisher, params, *c), (x, y), batch_size)
+    factors = {k: (a / x.shape[0], g) for k, (a, g) in factors.items()}
+    diag = chunked_sum(lambda c: _diag_batch(net, lik, fisher, rest, params, *c)[0], (x, y), batch_size) if rest else {}
+    return Kron(factors, diag), ll
+
+
+def check_data(net: Network, x, y, lik: Likelihood) -> tuple[jax.Array, jax.Array]:
+    """Validate a data set against a network and likelihood; return device arrays."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim < 1 or x.shape[0] == 0 or int(np.prod(x.shape[1:])) != int(np.prod(net.in_shape)):
+        raise ValueError(f"x must have shape (n, *{net.in_shape}) for network {net.name!r}; got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x contains NaN or inf values")
+    if lik.kind == "classification":
+        if y.shape != (x.shape[0],) or not np.all(np.isfinite(y)) or np.any(np.mod(y, 1) != 0):
+            raise ValueError(f"y must hold {x.shape[0]} integer class labels; got shape {y.shape}, dtype {y.dtype}")
+        if y.min() < 0 or y.max() >= net.out_dim:
+            raise ValueError(f"y labels must lie in [0, {net.out_dim}); found [{y.min()}, {y.max()}]")
+        y = y.astype(np.int32)
+    else:
+        if y.size != x.shape[0] * net.out_dim or y.shape[0] != x.shape[0]:
+            raise ValueError(f"y must have shape ({x.shape[0]},) or ({x.shape[0]}, {net.out_dim}); got {y.shape}")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or inf values")
+        y = y.astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32)
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+def curvature(
+    net: Network,
+    params: Params,
+    x,
+    y,
+    likelihood: str | Likelihood = "classification",
+    *,
+    kind: str = "kfac",
+    fisher: str = "ggn",
+    sigma_noise: float = 1.0,
+    batch_size: int = 256,
+) -> tuple[Diag | Kron, jax.Array]:
+    """The curvature of ``Σ_n −ln p(y_n | f(x_n; params))`` and ``ln p(D | params)``.
+
+    ``kind``: ``"diag"`` (exact diagonal) or ``"kfac"``; ``fisher``: ``"ggn"`` or ``"ef"``
+    (empirical Fisher). ``batch_size`` bounds the examples processed at once.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    if fisher not in FISHERS:
+        raise ValueError(f"fisher must be one of {FISHERS}; got {fisher!r}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    lik = as_likelihood(likelihood, sigma_noise)
+    x, y = check_data(net, x, y, lik)
+    return _curvature(net, lik, kind, fisher, int(batch_size), params, x, y)

@@ -1,0 +1,248 @@
+"""Pruning criteria against hand computations; masks reach the exact sparsity; structured masks keep whole groups."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sparsebnn import nets, prune
+from sparsebnn.infer import curvature as C
+from sparsebnn.infer import laplace as L
+
+
+@pytest.fixture(scope="module", autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+NET = nets.mlp([3, 4, 2])  # relu
+DEEP = nets.mlp([5, 6, 4, 3])
+LIN = nets.mlp([3, 3])  # linear softmax regression
+
+
+def linear_data(n=12, d=3, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)), rng.integers(0, c, n)
+
+
+def n_pruned(mask):
+    return sum(int(np.sum(~np.asarray(m))) for m in jax.tree.leaves(mask))
+
+
+# ----------------------------------------------------------------------------- criteria by hand
+
+
+def test_opd_and_magnitude_by_hand():
+    params = {"dense_0": {"w": jnp.array([[1.0, -2.0], [0.5, 3.0], [-1.0, 0.1]]), "b": jnp.array([0.2, -0.3])}}
+    prec = {"dense_0": {"w": jnp.array([[4.0, 0.1], [2.0, 1.0], [1.0, 50.0]]), "b": jnp.array([1.0, 10.0])}}
+    s = prune.opd(params, prec)
+    np.testing.assert_allclose(s["dense_0"]["w"], [[4.0, 0.4], [0.5, 9.0], [1.0, 0.5]])
+    np.testing.assert_allclose(s["dense_0"]["b"], [0.04, 0.9])
+    np.testing.assert_allclose(prune.magnitude(params)["dense_0"]["w"], np.abs(params["dense_0"]["w"]))
+    # through a Laplace posterior: P = diag GGN + prior precision
+    net = nets.mlp([3, 2])
+    post = L.LaplacePosterior(params, L.prior_precision(net, params, "scalar", 1.0), C.Diag(jax.tree.map(lambda p: p - 1.0, prec)), jnp.array(0.0), {}, C.Likelihood())
+    for a, b in zip(jax.tree.leaves(prune.scores("opd", net, params, posterior=post)), jax.tree.leaves(s)):
+        np.testing.assert_allclose(a, b)
+    # 3 of 8 pruned: 0.04 (b[0]), 0.4 (w[0,1]) and the first of the tied 0.5s in tree order (b, then w row-major)
+    m = prune.weight_mask(net, s, 3 / 8)
+    np.testing.assert_array_equal(m["dense_0"]["b"], [False, True])
+    np.testing.assert_array_equal(m["dense_0"]["w"], [[True, False], [False, True], [True, True]])
+
+
+def test_snip_by_hand():
+    """Linear softmax model: ∇ mean CE = X̃ᵀ(p − Y)/n, SNIP = |g ⊙ θ|."""
+    x, y = linear_data()
+    net = LIN
+    params = net.init(jax.random.PRNGKey(0))
+    params["dense_0"]["b"] = jnp.array([0.1, -0.2, 0.3])
+    w, b = np.asarray(params["dense_0"]["w"]), np.asarray(params["dense_0"]["b"])
+    f = x @ w + b
+    p = np.exp(f - f.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    r = (p - np.eye(3)[y]) / len(y)
+    s = prune.snip(net, params, (x, y))
+    np.testing.assert_allclose(s["dense_0"]["w"], np.abs(x.T @ r * w), rtol=1e-10)
+    np.testing.assert_allclose(s["dense_0"]["b"], np.abs(r.sum(0) * b), rtol=1e-10)
+
+
+def test_grasp_by_hand():
+    """θ ⊙ Hg for a linear softmax model at temperature T: g = X̃ᵀ(p_T − Y)/(nT), (Hg)_n = x̃_n (Λ_n Gᵀ x̃_n)ᵀ / (nT²)."""
+    x, y = linear_data(seed=1)
+    net = LIN
+    params = net.init(jax.random.PRNGKey(1))
+    t = 2.0
+    xt = np.concatenate([x, np.ones((len(x), 1))], 1)
+    wt = np.concatenate([params["dense_0"]["w"], params["dense_0"]["b"][None]])
+    f = xt @ wt / t
+    p = np.exp(f - f.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    g = xt.T @ (p - np.eye(3)[y]) / (len(y) * t)
+    hg = sum(np.outer(xn, (np.diag(pn) - np.outer(pn, pn)) @ (g.T @ xn)) for xn, pn in zip(xt, p)) / (len(y) * t**2)
+    s = prune.grasp(net, params, (x, y), temperature=t)
+    np.testing.assert_allclose(s["dense_0"]["w"], wt[:-1] * hg[:-1], rtol=1e-9)
+    np.testing.assert_allclose(s["dense_0"]["b"], wt[-1] * hg[-1], rtol=1e-9)
+
+
+def synflow_by_hand(params, keep=None):
+    """ReLU net [3, 4, 2] on all-ones input with |θ| (ReLU is the identity there); masked entries removed."""
+    a = {k: {n: np.abs(np.asarray(v)) for n, v in sub.items()} for k, sub in params.items()}
+    if keep is not None:
+        a = {k: {n: v * keep[k][n] for n, v in sub.items()} for k, sub in a.items()}
+    w1, b1, w2, b2 = a["dense_0"]["w"], a["dense_0"]["b"], a["dense_1"]["w"], a["dense_1"]["b"]
+    h = w1.sum(0) + b1  # hidden activations
+    down = w2.sum(1)  # ∂R/∂h
+    return {
+        "dense_0": {"w": w1 * down[None, :], "b": b1 * down},
+        "dense_1": {"w": w2 * h[:, None], "b": b2 * 1.0},
+    }
+
+
+def test_synflow_by_hand():
+    params = NET.init(jax.random.PRNGKey(2))
+    params["dense_0"]["b"] = jnp.array([0.1, -0.2, 0.3, 0.05])
+    params["dense_1"]["b"] = jnp.array([0.4, -0.1])
+    one_shot = prune.synflow(NET, params)
+    for a, b in zip(jax.tree.leaves(one_shot), jax.tree.leaves(synflow_by_hand(params))):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    # iterative: n rounds to 1 − (1 − s)^(k/n), rescoring the surviving network each round
+    s, n = 0.75, 3
+    keep = jax.tree.map(lambda t: np.ones(t.shape), params)
+    for k in range(1, n + 1):
+        sc = synflow_by_hand(params, keep)
+        flat = np.concatenate([np.where(keep[l][m] > 0, sc[l][m], -np.inf).ravel() for l in sorted(sc) for m in sorted(sc[l])])
+        cut = int(np.round((1 - (1 - s) ** (k / n) if k < n else s) * flat.size))
+        kept = np.ones(flat.size, bool)
+        kept[np.argsort(flat, kind="stable")[:cut]] = False
+        i = 0
+        for l in sorted(sc):
+            for m in sorted(sc[l]):
+                keep[l][m] = kept[i : i + sc[l][m].size].reshape(sc[l][m].shape).astype(float)
+                i += sc[l][m].size
+    mask = prune.weight_mask(NET, prune.synflow(NET, params, s, n_iter=n), s)
+    for a, b in zip(jax.tree.leaves(mask), jax.tree.leaves(keep)):
+        np.testing.assert_array_equal(a, b > 0)
+    assert n_pruned(mask) == round(s * 26)
+
+
+def test_random_scores_and_dispatch():
+    params = LIN.init(jax.random.PRNGKey(0))
+    x, y = linear_data()
+    pairs = [
+        (prune.scores("random", LIN, params, key=jax.random.PRNGKey(1)), prune.random(jax.random.PRNGKey(1), params)),
+        (prune.scores("snip", LIN, params, data=(x, y)), prune.snip(LIN, params, (x, y))),
+        (prune.scores("magnitude", LIN, params), prune.magnitude(params)),
+    ]
+    for got, want in pairs:
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert all(np.all((a >= 0) & (a < 1)) for a in jax.tree.leaves(pairs[0][0]))
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+@given(st.floats(0.0, 0.999), st.integers(0, 2**31 - 1), st.booleans())
+def test_weight_mask_reaches_exact_sparsity(sparsity, seed, ties):
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(seed)
+        params = jax.tree.map(lambda t: jnp.asarray(rng.integers(0, 3, t.shape) if ties else rng.normal(size=t.shape), float), DEEP.init(jax.random.PRNGKey(0)))
+        mask = prune.weight_mask(DEEP, params, sparsity)
+        n = sum(t.size for t in jax.tree.leaves(params))
+        assert n_pruned(mask) == int(np.round(sparsity * n))
+        flat_s = np.concatenate([np.ravel(t) for t in jax.tree.leaves(params)])
+        flat_m = np.concatenate([np.ravel(m) for m in jax.tree.leaves(mask)])
+        if 0 < flat_m.sum() < n:
+            assert flat_s[~flat_m].max() <= flat_s[flat_m].min()  # the lowest scores go
+
+
+def test_parameters_outside_layers_are_never_pruned():
+    params = {**NET.init(jax.random.PRNGKey(0)), "norm": {"scale": jnp.full(4, -100.0)}}
+    mask = prune.weight_mask(NET, prune.scores("magnitude", NET, params) | {"norm": {"scale": jnp.zeros(4)}}, 0.5)
+    assert np.all(mask["norm"]["scale"]) and n_pruned(mask) == 13
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9, 0.99])
+def test_node_masks_keep_whole_groups(sparsity):
+    params = DEEP.init(jax.random.PRNGKey(3))
+    sc = prune.magnitude(params)
+    masks = prune.node_mask(DEEP, sc, sparsity)
+    assert set(masks) == {"dense_0", "dense_1"}  # the output layer's nodes are never pruned
+    for layer in DEEP.prunable_layers:
+        m = np.asarray(masks[layer.name])
+        assert (~m).sum() == min(round(sparsity * layer.n_nodes), layer.n_nodes - 1)
+        group = np.asarray(nets.node_groups(sc, layer)).sum(1)  # L1 norm of the incoming group
+        if m.any() and (~m).any():
+            assert group[~m].max() <= group[m].min()
+    pruned = prune.apply_mask(params, prune.node_mask_to_weights(DEEP, params, masks))
+    for layer in DEEP.prunable_layers:
+        g, g0 = np.asarray(nets.node_groups(pruned, layer)), np.asarray(nets.node_groups(params, layer))
+        m = np.asarray(masks[layer.name])
+        assert np.all(g[~m] == 0) and np.array_equal(g[m], g0[m])
+    np.testing.assert_array_equal(pruned["dense_2"]["w"], params["dense_2"]["w"])
+    # equivalent to scaling the nodes by 0/1 (the nets convention)
+    scaled = nets.scale_nodes(params, {k: v.astype(float) for k, v in masks.items()})
+    for a, b in zip(jax.tree.leaves(pruned), jax.tree.leaves(scaled)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_masks_at_grid_are_nested():
+    params = DEEP.init(jax.random.PRNGKey(4))
+    sc = prune.magnitude(params)
+    grid = prune.masks_at(DEEP, sc)
+    assert list(grid) == list(prune.SPARSITIES)
+    prev = None
+    for s, m in grid.items():
+        flat = np.concatenate([np.ravel(x) for x in jax.tree.leaves(m)])
+        if prev is not None:
+            assert np.all(flat <= prev)  # higher sparsity prunes a superset
+        prev = flat
+    nodes = prune.masks_at(DEEP, sc, (0.5, 0.9), structured=True)
+    assert set(nodes) == {0.5, 0.9} and set(nodes[0.5]) == {"dense_0", "dense_1"}
+
+
+def test_finetune_keeps_pruned_entries_at_zero():
+    x, y = linear_data(n=40, d=5)
+    params = DEEP.init(jax.random.PRNGKey(5))
+    mask = prune.weight_mask(DEEP, prune.magnitude(params), 0.6)
+    start = prune.apply_mask(params, mask)
+    tuned = prune.finetune(DEEP, start, mask, (x, y), epochs=20, batch_size=10, lr=1e-2)
+    loss = lambda p: -float(jnp.mean(C.Likelihood().log_prob(DEEP.apply(p, x), jnp.asarray(y))))  # noqa: E731
+    assert loss(tuned) < loss(start)
+    for m, t, t0 in zip(jax.tree.leaves(mask), jax.tree.leaves(tuned), jax.tree.leaves(start)):
+        m = np.asarray(m)
+        assert np.all(np.asarray(t)[~m] == 0)
+        assert not m.any() or np.any(np.asarray(t)[m] != np.asarray(t0)[m])
+
+
+def test_bad_input_raises():
+    params = DEEP.init(jax.random.PRNGKey(0))
+    sc = prune.magnitude(params)
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="sparsity"):
+            prune.weight_mask(DEEP, sc, bad)
+        with pytest.raises(ValueError, match="sparsity"):
+            prune.node_mask(DEEP, sc, bad)
+    with pytest.raises(ValueError, match="criterion"):
+        prune.scores("hessian", DEEP, params)
+    with pytest.raises(ValueError, match="posterior"):
+        prune.scores("opd", DEEP, params)
+    with pytest.raises(ValueError, match="data"):
+        prune.scores("snip", DEEP, params)
+    with pytest.raises(ValueError, match="key"):
+        prune.scores("random", DEEP, params)
+    with pytest.raises(ValueError, match="NaN"):
+        prune.weight_mask(DEEP, jax.tree.map(lambda t: t * jnp.nan, sc), 0.5)
+    with pytest.raises(ValueError, match="shaped like params"):
+        prune.apply_mask(params, {"dense_0": {"w": jnp.ones((5, 6), bool)}})
+    with pytest.raises(ValueError, match="output layer"):
+        prune.node_mask_to_weights(DEEP, params, {"dense_2": jnp.ones(3, bool)})
+    with pytest.raises(ValueError, match="shape"):
+        prune.node_mask_to_weights(DEEP, params, {"dense_0": jnp.ones(2, bool)})
+    with pytest.raises(ValueError, match="structured"):
+        prune.node_mask(DEEP, prune.synflow(DEEP, params, 0.5, n_iter=2), 0.5)
+    with pytest.raises(ValueError, match="temperature"):
+        prune.grasp(DEEP, params, linear_data(d=5), temperature=0.0)
