@@ -1,6 +1,35 @@
-"""Pure-function networks sharing one description of layers and node groups (see ``base``)."""
+"""Pure-function networks sharing one description of layers and node groups (see ``base``).
+
+Architectures: :func:`mlp`, :func:`convnet` with :func:`lenet5` and :func:`lenet5_caffe`,
+:func:`vit`, :func:`mixer`, :func:`resnet`. Each builder also attaches its wiring (which
+parameters read each prunable layer's nodes, see ``wiring``), used by :mod:`sparsebnn.compact`.
+"""
 
 from .base import ACTIVATIONS, Layer, Network, Params, activation, n_params, node_groups, scale_nodes
+from .lenet import convnet, lenet5, lenet5_caffe
+from .mixer import mixer
 from .mlp import mlp
+from .resnet import resnet
+from .vit import vit
+from .wiring import Slot, consumers, wire
 
-__all__ = ["ACTIVATIONS", "Layer", "Network", "Params", "activation", "mlp", "n_params", "node_groups", "scale_nodes"]
+__all__ = [
+    "ACTIVATIONS",
+    "Layer",
+    "Network",
+    "Params",
+    "Slot",
+    "activation",
+    "consumers",
+    "convnet",
+    "lenet5",
+    "lenet5_caffe",
+    "mixer",
+    "mlp",
+    "n_params",
+    "node_groups",
+    "resnet",
+    "scale_nodes",
+    "vit",
+    "wire",
+]

@@ -5,21 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 
+from ._layers import as_batch, dense, dense_init, initializer
 from .base import Layer, Network, activation
-
-
-def _dense_init(key: jax.Array, fan_in: int, fan_out: int) -> dict:
-    """He-normal weights (fan-in scaling), zero bias."""
-    w = jax.random.normal(key, (fan_in, fan_out)) * jnp.sqrt(2.0 / fan_in)
-    return {"w": w, "b": jnp.zeros((fan_out,))}
+from .wiring import Slot, wire
 
 
 def mlp(widths: Sequence[int], act: str = "relu", name: str = "mlp") -> Network:
     """A fully connected network; layers are named ``dense_0 ... dense_{L}``; the last is not prunable.
 
-    Input of shape ``(batch, d_in)`` (or anything that flattens to it).
+    Input of shape ``(batch, d_in)`` (or anything that flattens to it). He-normal weights, zero biases.
+    Node ``j`` of ``dense_i`` is read by row ``j`` of ``dense_{i+1}``'s weight.
     """
     widths = [int(w) for w in widths]
     if len(widths) < 2 or min(widths) < 1:
@@ -31,17 +27,16 @@ def mlp(widths: Sequence[int], act: str = "relu", name: str = "mlp") -> Network:
         Layer(names[i], "dense", widths[i], widths[i + 1], prunable=i < n - 1) for i in range(n)
     )
 
-    def init(key: jax.Array) -> dict:
-        keys = jax.random.split(key, n)
-        return {names[i]: _dense_init(keys[i], widths[i], widths[i + 1]) for i in range(n)}
+    init = initializer({names[i]: dense_init(widths[i], widths[i + 1]) for i in range(n)})
 
+    @jax.jit
     def apply(params: dict, x: jax.Array) -> jax.Array:
-        h = x.reshape(x.shape[0], -1)
+        h = as_batch(x, (widths[0],))
         for i in range(n):
-            p = params[names[i]]
-            h = h @ p["w"] + p["b"]
+            h = dense(params[names[i]], h)
             if i < n - 1:
                 h = f(h)
         return h
 
-    return Network(name, init, apply, layers, (widths[0],), widths[-1])
+    net = Network(name, init, apply, layers, (widths[0],), widths[-1])
+    return wire(net, {names[i]: (Slot((names[i + 1], "w")),) for i in range(n - 1)})
