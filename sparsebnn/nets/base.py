@@ -12,10 +12,13 @@ Convention (every architecture follows it, every prior, BMR group and pruning cr
 * Parameters that belong to no layer (layer norms, embeddings, ...) sit elsewhere in ``params``;
   priors treat them as plain Gaussian weights.
 * ``layer.prunable`` is False for the output layer: its nodes are the classes / targets.
+* ``net.consumers`` (the *wiring*) says which parameters read each prunable layer's nodes, so
+  that compaction can drop a pruned node's outgoing entries too (see :class:`Slot`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -51,11 +54,31 @@ class Layer(NamedTuple):
     prunable: bool = True  # node-prunable; False for the output layer
 
 
+class Slot(NamedTuple):
+    """Axis ``axis`` (negative) of the leaf at key path ``path`` reads a layer's nodes.
+
+    Along that axis the entries are laid out as ``(outer, n_nodes, inner)`` in C order:
+    dense → dense and conv → conv have ``outer = inner = 1``; conv → flatten → dense has
+    ``outer`` = spatial positions; attention heads → output projection has ``inner`` = head dim.
+    Negative axes make the same slots work on parameters with leading sample axes.
+    """
+
+    path: tuple[str, ...]
+    axis: int = -2
+    inner: int = 1
+
+
+Consumers = Mapping[str, tuple[Slot, ...]]
+
+
 class Network(NamedTuple):
     """A pure-function network.
 
     ``init(key) -> params``; ``apply(params, x) -> outputs`` on a batch ``x`` of shape
     ``(batch, *in_shape)``, returning ``(batch, out_dim)`` (logits or regression means).
+    ``consumers`` pairs each prunable layer with the slots that read its nodes (attach with
+    :func:`sparsebnn.nets.wire`, read with :func:`sparsebnn.nets.consumers`); a tuple so that the
+    network stays hashable (usable as a static argument of ``jax.jit``).
     """
 
     name: str
@@ -64,6 +87,7 @@ class Network(NamedTuple):
     layers: tuple[Layer, ...]
     in_shape: tuple[int, ...]
     out_dim: int
+    consumers: tuple[tuple[str, tuple[Slot, ...]], ...] = ()
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:

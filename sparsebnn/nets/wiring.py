@@ -12,56 +12,37 @@ that axis the entries are laid out as ``(outer, n_nodes, inner)`` in C order:
 
 Axes are negative, counted from the end, so the same slots work on parameters that carry leading
 batch axes (stacked posterior samples). Builders in :mod:`sparsebnn.nets` attach their wiring with
-:func:`wire`; :func:`consumers` reads it back.
+:func:`wire` (it lives in the ``Network.consumers`` field); :func:`consumers` reads it back.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple
 
-from .base import Network
-
-
-class Slot(NamedTuple):
-    """Axis ``axis`` (negative) of the leaf at key path ``path`` reads a layer's nodes, laid out (outer, n, inner)."""
-
-    path: tuple[str, ...]
-    axis: int = -2
-    inner: int = 1
-
-
-Consumers = Mapping[str, tuple[Slot, ...]]
-
-# Keyed by the network's ``apply`` function, which a compacted network shares with the dense one.
-_WIRING: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+from .base import Consumers, Network, Slot
 
 
 def wire(net: Network, consumers: Consumers) -> Network:
-    """Attach ``consumers`` (prunable layer name → slots reading its nodes) to ``net``; returns ``net``."""
+    """``net`` with ``consumers`` (prunable layer name → slots reading its nodes) attached, after checking them."""
     prunable = {layer.name for layer in net.prunable_layers}
     unknown = set(consumers) - prunable
     if unknown:
         raise ValueError(f"consumers names layers that are not prunable layers of {net.name!r}: {sorted(unknown)}")
-    table = {}
+    table = []
     for name, slots in consumers.items():
-        slots = tuple(Slot(*s) for s in slots)
+        slots = tuple(Slot(tuple(s[0]), *s[1:]) for s in slots)
         for s in slots:
             if s.axis >= 0 or s.inner < 1 or not s.path:
                 raise ValueError(f"consumers[{name!r}]: bad slot {s} (need a key path, a negative axis, inner >= 1)")
-        table[name] = slots
-    _WIRING[net.apply] = MappingProxyType(table)
-    return net
+        table.append((name, slots))
+    return net._replace(consumers=tuple(table))
 
 
 def consumers(net: Network) -> Consumers:
     """The wiring attached to ``net`` by its builder (or by :func:`wire`)."""
-    try:
-        return _WIRING[net.apply]
-    except (KeyError, TypeError):
+    if not net.consumers and net.prunable_layers:
         raise ValueError(
             f"network {net.name!r} carries no wiring (which parameters read each layer's nodes); "
             "build it with a sparsebnn.nets builder or attach it with sparsebnn.nets.wire(net, consumers)"
-        ) from None
+        )
+    return MappingProxyType(dict(net.consumers))
