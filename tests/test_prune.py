@@ -1,5 +1,7 @@
 """Pruning criteria against hand computations; masks reach the exact sparsity; structured masks keep whole groups."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,13 +11,18 @@ from hypothesis import strategies as st
 
 from sparsebnn import nets, prune
 from sparsebnn.infer import curvature as C
-from sparsebnn.infer import laplace as L
+
+L = importlib.import_module("sparsebnn.infer.laplace")  # the module, not the function infer.laplace
 
 
 @pytest.fixture(scope="module", autouse=True)
 def x64():
+    """float64 throughout; XLA optimisations off while this module runs (tiny problems: compile time dominates)."""
+    fast_compile = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
     with jax.enable_x64(True):
         yield
+    jax.config.update("jax_disable_most_optimizations", fast_compile)
 
 
 NET = nets.mlp([3, 4, 2])  # relu

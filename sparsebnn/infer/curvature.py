@@ -9,20 +9,28 @@ Sums over the data (never averages): with f_n = f(x_n; θ), J_n = ∂f_n/∂θ a
 Both are "outer products of backpropagated output vectors" u_nk (the columns of L_n, or the single
 loss gradient), which is how both forms below are computed:
 
-* :class:`Diag` — the **exact** diagonal: per-example vector-Jacobian products of the u_nk
-  (``vmap`` over examples and columns), squared and summed; ``L_n`` in closed form
-  (softmax: ``L = diag(√p) − p √pᵀ``; Gaussian: ``L = I/σ``). Covers every parameter.
+* :class:`Diag` — the **exact** diagonal, ``Σ_{n,k} (J_nᵀ u_nk)²``, with ``L_n`` in closed form
+  (softmax: ``L = diag(√p) − p √pᵀ``; Gaussian: ``L = I/σ``).
 * :class:`Kron` — KFAC: per layer ``H_l ≈ A_l ⊗ G_l`` over ``W̃ = [w.reshape(-1, n); b]``
   (row-major ``vec``), with ``A = (1/N) Σ_{n,t} ã ãᵀ`` (ã = [a; 1]; for convolutions the patches,
   Grosse & Martens 2016) and ``G = (1/T) Σ_{n,t,k} g gᵀ``, g the backpropagated u_nk at the
   layer's op output and T the positions (pixels, tokens) per example ("KFAC-expand"). For one
-  example of a dense layer this is the exact GGN block. Parameters outside the network's layers
-  (norms, embeddings, ...) get the exact diagonal.
+  example of a dense layer this is the exact GGN block.
+
+Which parameters get what: layers of kind ``dense``/``conv`` whose op the layer taps find
+(:mod:`.taps`; every layer of the suite's MLP, LeNet, Mixer, ResNet and the ViT's dense/conv
+layers) get Kronecker factors, and their exact diagonal from the same taps as BackPACK's
+DiagGGN, ``Σ_{n,k} (Σ_t ã_nt g_ntkᵀ)²`` (``(ã²)ᵀ Σ_k g_k²`` without positions: K backward
+passes and one matmul). Every other parameter — layers of other kinds (the ViT's attention
+heads), dense/conv layers the taps cannot handle (a warning says why), parameters outside layers
+(norms, embeddings, positions) — gets the exact diagonal from per-example vector-Jacobian
+products (``vmap`` over examples and the K columns), under both ``kind``s.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -81,6 +89,21 @@ class Likelihood:
         return jnp.broadcast_to(eye, (*f.shape, f.shape[-1]))
 
 
+class Static:
+    """A ``jax.jit`` static argument hashed and compared by identity (a ``Network`` may hold unhashable fields)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __hash__(self):
+        return id(self.value)
+
+    def __eq__(self, other):
+        return isinstance(other, Static) and other.value is self.value
+
+
 def as_likelihood(likelihood: str | Likelihood, sigma_noise: float = 1.0) -> Likelihood:
     return likelihood if isinstance(likelihood, Likelihood) else Likelihood(likelihood, sigma_noise)
 
@@ -92,7 +115,7 @@ class Diag(NamedTuple):
 
 
 class Kron(NamedTuple):
-    """Per layer ``H_l ≈ A_l ⊗ G_l`` over ``[w.reshape(-1, n); b]``; ``diag`` (exact) for params outside layers."""
+    """Per tapped layer ``H_l ≈ A_l ⊗ G_l`` over ``[w.reshape(-1, n); b]``; ``diag`` (exact) for every other parameter."""
 
     factors: dict[str, tuple[jax.Array, jax.Array]]
     diag: Params
@@ -121,8 +144,8 @@ def chunked_sum(fn, xs, size: int):
     return total
 
 
-def _diag_batch(net: Network, lik: Likelihood, fisher: str, keys: tuple, params: Params, x, y):
-    """Exact diagonal of the GGN/EF restricted to ``params[k] for k in keys`` on a batch, plus Σ ln p."""
+def _per_example_diag(net: Network, lik: Likelihood, fisher: str, keys: tuple, params: Params, x, y):
+    """Exact diagonal over ``params[k] for k in keys`` from per-example VJPs of the u_nk (any network), plus Σ ln p."""
     sub = {k: params[k] for k in keys}
 
     def one(xn, yn):
@@ -140,40 +163,96 @@ def _diag_batch(net: Network, lik: Likelihood, fisher: str, keys: tuple, params:
     return chunked_sum(lambda c: jax.tree.map(lambda t: t.sum(0), jax.vmap(one)(*c)), (x, y), chunk)
 
 
-def _kfac_batch(net: Network, lik: Likelihood, fisher: str, params: Params, x, y):
-    """Sums ``(Σ ã ãᵀ, (1/T) Σ g gᵀ)`` per layer on a batch, plus Σ ln p."""
-    names = [l.name for l in net.layers]
-    tp: dict[str, taps.Tap] = {}
-    jax.eval_shape(lambda p, xx: tp.update(taps.tapped_apply(net.apply, p, xx, names)[2]), params, x)
+TAPPED_KINDS = ("dense", "conv")
+
+
+def tappable(net: Network, params: Params, x, warn: bool = True) -> dict[str, taps.Tap]:
+    """The :class:`taps.Tap` of each dense/conv layer the taps handle for a batch like ``x`` (static);
+    warns about the dense/conv layers they cannot handle."""
+    names = [l.name for l in net.layers if l.kind in TAPPED_KINDS]
+    found: dict = {}
+
+    def probe(p, xx):
+        out, acts, tp, bad = taps.tapped_apply(net.apply, p, xx, names)
+        found.update(taps=tp, bad=dict(bad), shapes={k: a.shape for k, a in acts.items()})
+        return out
+
+    jax.eval_shape(probe, params, x)
+    good, bad = {}, found["bad"]
+    for name, tap in found["taps"].items():
+        try:
+            taps.rows_per_example(tap, found["shapes"][name], x.shape[0])
+            good[name] = tap
+        except taps.Untappable as e:
+            bad[name] = str(e)
+    for name, why in bad.items() if warn else ():
+        warnings.warn(f"layer {name!r}: {why}; it gets the exact diagonal instead of Kronecker factors", stacklevel=2)
+    return good
+
+
+def _tap_pass(net: Network, lik: Likelihood, fisher: str, params: Params, x, y, names: tuple):
+    """One forward pass with probes on the layers ``names`` and K backward passes of the u_nk.
+
+    Returns, per layer, the homogeneous input rows ``[a, 1]``, the output-gradient rows
+    ``(K, rows, n)`` and the rows per example; and Σ ln p.
+    """
+    tp = tappable(net, params, x, warn=False)
     probes = {n: jnp.zeros(tp[n].out_shape, x.dtype) for n in names}
 
     def f(pr):
-        out, acts, _ = taps.tapped_apply(net.apply, params, x, names, pr)
+        out, acts, _, _ = taps.tapped_apply(net.apply, params, x, list(names), pr)
         return out, acts
 
     out, vjp, acts = jax.vjp(f, probes, has_aux=True)
     u = _output_vectors(lik, out, y, fisher)  # (B, K, C)
     g = jax.vmap(lambda uk: vjp(uk)[0], in_axes=1)(u)  # per layer (K, *out_shape)
-    factors = {}
+    rows = {}
     for n in names:
         a = taps.input_rows(tp[n], acts[n])
         a = jnp.concatenate([a, jnp.ones((a.shape[0], 1), a.dtype)], axis=1)
-        gr = jax.vmap(partial(taps.output_rows, tp[n]))(g[n])  # (K, rows, n)
-        t = a.shape[0] // x.shape[0]
-        factors[n] = (a.T @ a, jnp.einsum("kri,krj->ij", gr, gr) / t)
-    return factors, jnp.sum(lik.log_prob(out, y))
+        t = taps.rows_per_example(tp[n], acts[n].shape, x.shape[0])
+        rows[n] = (a, jax.vmap(partial(taps.output_rows, tp[n]))(g[n]), t)
+    return rows, jnp.sum(lik.log_prob(out, y))
+
+
+def _kfac_batch(net: Network, lik: Likelihood, fisher: str, params: Params, tp: tuple, x, y):
+    """Sums ``(Σ ã ãᵀ, (1/T) Σ g gᵀ)`` per tapped layer on a batch, plus Σ ln p."""
+    rows, ll = _tap_pass(net, lik, fisher, params, x, y, tp)
+    return {n: (a.T @ a, jnp.einsum("kri,krj->ij", g, g) / t) for n, (a, g, t) in rows.items()}, ll
+
+
+def _diag_batch(net: Network, lik: Likelihood, fisher: str, params: Params, tp: tuple, x, y):
+    """Exact diagonal on a batch: tapped layers as BackPACK, Σ_{n,k} (Σ_t ã_nt g_ntkᵀ)²; the rest per example."""
+    rows, ll = _tap_pass(net, lik, fisher, params, x, y, tp)
+    out = {}
+    for n, (a, g, t) in rows.items():
+        if t == 1:
+            d = (a**2).T @ jnp.sum(g**2, axis=0)
+        else:
+            a3 = a.reshape(x.shape[0], t, -1)
+
+            def per_k(acc, gk):
+                return acc + jnp.sum(jnp.einsum("bti,btj->bij", a3, gk.reshape(x.shape[0], t, -1)) ** 2, axis=0), None
+
+            d = jax.lax.scan(per_k, jnp.zeros((a.shape[1], g.shape[-1]), a.dtype), g)[0]
+        out[n] = {"w": d[:-1].reshape(params[n]["w"].shape), "b": d[-1]}
+    rest = tuple(k for k in params if k not in tp)
+    if rest:
+        out.update(_per_example_diag(net, lik, fisher, rest, params, x, y)[0])
+    return {k: out[k] for k in params}, ll
 
 
 @partial(jax.jit, static_argnames=("net", "lik", "kind", "fisher", "batch_size"))
-def _curvature(net, lik, kind, fisher, batch_size, params, x, y):
-    layer_names = {l.name for l in net.layers}
+def _curvature(net: Static, lik, kind, fisher, batch_size, params, x, y):
+    net = net.value
+    tp = tuple(tappable(net, params, x[: min(batch_size, x.shape[0])]))
     if kind == "diag":
-        h, ll = chunked_sum(lambda c: _diag_batch(net, lik, fisher, tuple(params), params, *c), (x, y), batch_size)
+        h, ll = chunked_sum(lambda c: _diag_batch(net, lik, fisher, params, tp, *c), (x, y), batch_size)
         return Diag(h), ll
-    rest = tuple(k for k in params if k not in layer_names)
-    factors, ll = chunked_sum(lambda c: _kfac_batch(net, lik, fisher, params, *c), (x, y), batch_size)
+    factors, ll = chunked_sum(lambda c: _kfac_batch(net, lik, fisher, params, tp, *c), (x, y), batch_size)
     factors = {k: (a / x.shape[0], g) for k, (a, g) in factors.items()}
-    diag = chunked_sum(lambda c: _diag_batch(net, lik, fisher, rest, params, *c)[0], (x, y), batch_size) if rest else {}
+    rest = tuple(k for k in params if k not in tp)
+    diag = chunked_sum(lambda c: _per_example_diag(net, lik, fisher, rest, params, *c)[0], (x, y), batch_size) if rest else {}
     return Kron(factors, diag), ll
 
 
@@ -182,6 +261,8 @@ def check_data(net: Network, x, y, lik: Likelihood) -> tuple[jax.Array, jax.Arra
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim < 1 or x.shape[0] == 0 or int(np.prod(x.shape[1:])) != int(np.prod(net.in_shape)):
         raise ValueError(f"x must have shape (n, *{net.in_shape}) for network {net.name!r}; got {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
     if not np.all(np.isfinite(x)):
         raise ValueError("x contains NaN or inf values")
     if lik.kind == "classification":
@@ -195,7 +276,7 @@ def check_data(net: Network, x, y, lik: Likelihood) -> tuple[jax.Array, jax.Arra
             raise ValueError(f"y must have shape ({x.shape[0]},) or ({x.shape[0]}, {net.out_dim}); got {y.shape}")
         if not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or inf values")
-        y = y.astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32)
+        y = y.astype(x.dtype)
     return jnp.asarray(x), jnp.asarray(y)
 
 
@@ -224,4 +305,4 @@ def curvature(
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     lik = as_likelihood(likelihood, sigma_noise)
     x, y = check_data(net, x, y, lik)
-    return _curvature(net, lik, kind, fisher, int(batch_size), params, x, y)
+    return _curvature(Static(net), lik, kind, fisher, int(batch_size), params, x, y)

@@ -8,10 +8,11 @@ patches) and the gradients ``g`` of the outputs w.r.t. the op's output ``s = op(
 operand and adding a zero *probe* to its output: the gradient w.r.t. the probe is ``g``
 (the idea of kfac-jax's automatic layer registration).
 
-Requirements (checked; a clear ``ValueError`` otherwise): the weight leaf feeds exactly one such
-op directly, its output nodes are its last axis, every other axis is contracted (dense) or it is
-the kernel of an ungrouped convolution with the output-feature axis last (HWIO-like). The bias
-``params[layer]["b"]`` is assumed to be added to that op's output (the ``nets`` convention).
+Requirements (checked per layer; :func:`tapped_apply` reports the layers that fail and why): the
+weight leaf feeds exactly one such op directly, its output nodes are its last axis, and every
+other axis is contracted (dense) or it is the kernel of an ungrouped convolution with the
+output-feature axis last (HWIO-like). The bias ``params[layer]["b"]`` is assumed to be added to
+that op's output (the ``nets`` convention for layers of kind ``"dense"`` and ``"conv"``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import ClosedJaxpr, Literal
+
+class Untappable(ValueError):
+    """A layer's weight is not used by exactly one plain dense or conv op (KFAC cannot handle it)."""
+
 
 _PASS = ("convert_element_type", "copy", "copy_p", "optimization_barrier")
 _CALLS = ("jit", "pjit", "closed_call", "core_call", "remat", "checkpoint")
@@ -36,6 +41,7 @@ class Tap(NamedTuple):
     w_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     node_axis: int  # axis of the op's output that indexes the layer's nodes
+    batch_axis: int | None  # conv: the output's example axis (rows are grouped per example); dense: None
 
 
 def _weight_paths(params: dict, layer_names) -> dict[int, str]:
@@ -61,7 +67,7 @@ def _check_tap(layer: str, eqn, w_index: int) -> Tap:
         (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
         wc, wb = (lc, lb) if w_index == 0 else (rc, rb)
         if len(wb) or sorted(wc) != list(range(nd - 1)):
-            raise ValueError(
+            raise Untappable(
                 f"layer {layer!r}: KFAC needs its weight to contract every axis but the last (output nodes) "
                 f"in a plain matmul; got contracting axes {tuple(wc)}, batch axes {tuple(wb)} of a weight of "
                 f"shape {tuple(w_aval.shape)}"
@@ -69,21 +75,29 @@ def _check_tap(layer: str, eqn, w_index: int) -> Tap:
         n_batch = len(lb)
         n_free_lhs = len(eqn.invars[0].aval.shape) - len(lc) - n_batch
         node_axis = n_batch if w_index == 0 else n_batch + n_free_lhs
-        return Tap("dense", dict(eqn.params), w_index, tuple(w_aval.shape), out_shape, node_axis)
+        return Tap("dense", dict(eqn.params), w_index, tuple(w_aval.shape), out_shape, node_axis, None)
     dn = eqn.params["dimension_numbers"]
     if w_index != 1 or dn.rhs_spec[0] != nd - 1:
-        raise ValueError(f"layer {layer!r}: KFAC needs a conv kernel with output features on its last axis")
+        raise Untappable(f"layer {layer!r}: KFAC needs a conv kernel with output features on its last axis")
     if eqn.params["feature_group_count"] != 1 or eqn.params["batch_group_count"] != 1:
-        raise ValueError(f"layer {layer!r}: KFAC does not support grouped/depthwise convolutions")
-    return Tap("conv", dict(eqn.params), 1, tuple(w_aval.shape), out_shape, dn.out_spec[1])
+        raise Untappable(f"layer {layer!r}: KFAC does not support grouped/depthwise convolutions")
+    return Tap("conv", dict(eqn.params), 1, tuple(w_aval.shape), out_shape, dn.out_spec[1], dn.out_spec[0])
 
 
-def _eval(jaxpr, consts, args, tags: dict, probes, taps: dict, acts: dict) -> list:
-    """Evaluate ``jaxpr``; ``tags`` maps vars holding a layer weight to the layer name."""
+def _eval(jaxpr, consts, args, tags: dict, probes, taps: dict, acts: dict, bad: dict) -> list:
+    """Evaluate ``jaxpr``; ``tags`` maps vars holding a layer weight to the layer name.
+
+    Taps found go to ``taps``/``acts``; layers whose weight is used any other way go to ``bad``
+    (with the reason) and are evaluated untouched.
+    """
     env: dict[Any, Any] = {}
 
     def read(v):
         return v.val if isinstance(v, Literal) else env[v]
+
+    def bind(eqn, invals):
+        with eqn.ctx.manager:
+            return eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
 
     for v, val in zip(jaxpr.constvars, consts):
         env[v] = val
@@ -94,30 +108,32 @@ def _eval(jaxpr, consts, args, tags: dict, probes, taps: dict, acts: dict) -> li
         invals = [read(v) for v in eqn.invars]
         prim = eqn.primitive.name
         if not tagged:
-            with eqn.ctx.manager:
-                ans = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+            ans = bind(eqn, invals)
         elif prim in ("dot_general", "conv_general_dilated") and len(tagged) == 1:
             w_index, layer = tagged[0]
+            ans = bind(eqn, invals)
             if layer in taps:
-                raise ValueError(f"layer {layer!r}: its weight feeds more than one op; KFAC needs exactly one")
-            taps[layer] = _check_tap(layer, eqn, w_index)
-            ans = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
-            acts[layer] = invals[1 - w_index]
-            if probes is not None:
+                bad[layer] = "its weight feeds more than one op"
+            else:
+                try:
+                    taps[layer] = _check_tap(layer, eqn, w_index)
+                    acts[layer] = invals[1 - w_index]
+                except Untappable as e:
+                    bad[layer] = str(e)
+            if probes is not None and layer in probes:
                 ans = ans + probes[layer]
         elif prim in _PASS and len(eqn.invars) == 1:
-            ans = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+            ans = bind(eqn, invals)
             tags[eqn.outvars[0]] = tagged[0][1]
         elif prim in _CALLS:
             inner = eqn.params["jaxpr"]
             inner_jaxpr, inner_consts = (inner.jaxpr, inner.consts) if isinstance(inner, ClosedJaxpr) else (inner, ())
             inner_tags = {inner_jaxpr.invars[i]: layer for i, layer in tagged}
-            ans = _eval(inner_jaxpr, inner_consts, invals, inner_tags, probes, taps, acts)
+            ans = _eval(inner_jaxpr, inner_consts, invals, inner_tags, probes, taps, acts, bad)
         else:
-            raise ValueError(
-                f"layer {tagged[0][1]!r}: its weight enters a {prim!r} op; KFAC needs it to feed one dense "
-                "(dot_general) or conv op directly (use the diagonal curvature for this network)"
-            )
+            ans = bind(eqn, invals)
+            for _, layer in tagged:
+                bad[layer] = f"its weight enters a {prim!r} op"
         if eqn.primitive.multiple_results:
             for v, val in zip(eqn.outvars, ans):
                 env[v] = val
@@ -132,27 +148,36 @@ def trace(apply, params: dict, x: jax.Array, layer_names) -> tuple[ClosedJaxpr, 
     return jax.make_jaxpr(apply)(*spec), _weight_paths(params, tuple(layer_names))
 
 
-def tapped_apply(apply, params: dict, x: jax.Array, layer_names, probes: dict | None = None):
-    """``(outputs, acts, taps)``: ``apply(params, x)`` with ``probes[l]`` added to layer ``l``'s op output.
+def tapped_apply(apply, params: dict, x: jax.Array, layer_names, probes: dict | None = None, strict: bool = False):
+    """``(outputs, acts, taps, bad)``: ``apply(params, x)`` with ``probes[l]`` added to layer ``l``'s op output.
 
-    ``acts[l]`` is the op's non-weight operand, ``taps[l]`` its static :class:`Tap` description.
+    ``taps[l]`` is the static :class:`Tap` of each tappable layer and ``acts[l]`` its op's
+    non-weight operand; ``bad[l]`` says why a listed layer cannot be tapped (``strict``: raise
+    :class:`Untappable` instead).
     """
     closed, wpos = trace(apply, params, x, layer_names)
     flat = jax.tree_util.tree_leaves((params, x))
     tags = {closed.jaxpr.invars[i]: name for i, name in wpos.items()}
     taps: dict[str, Tap] = {}
     acts: dict[str, jax.Array] = {}
-    (out,) = _eval(closed.jaxpr, closed.consts, flat, tags, probes, taps, acts)
-    unused = set(layer_names) - set(taps)
-    if unused:
-        raise ValueError(f"layer(s) {sorted(unused)}: weight not used by any dense or conv op of apply")
-    return out, acts, taps
+    bad: dict[str, str] = {}
+    (out,) = _eval(closed.jaxpr, closed.consts, flat, tags, probes, taps, acts, bad)
+    for name in layer_names:
+        if name not in taps and name not in bad:
+            bad[name] = "its weight is not used by any dense or conv op"
+    for name in bad:
+        taps.pop(name, None)
+        acts.pop(name, None)
+    if strict and bad:
+        raise Untappable("; ".join(f"layer {k!r}: {v}" for k, v in bad.items()))
+    return out, acts, taps, bad
 
 
 def input_rows(tap: Tap, a: jax.Array) -> jax.Array:
     """The op's inputs as ``(rows, fan_in)``, columns ordered like ``w.reshape(-1, n_nodes)``.
 
-    Dense: the free axes of ``a`` become rows. Conv: the patches seen by each output position.
+    Dense: the free axes of ``a`` (in order) become rows. Conv: the patch seen by each output
+    position, rows ordered example-major. Rows match :func:`output_rows` of the op's output.
     """
     p = tap.eqn_params
     if tap.kind == "dense":
@@ -166,7 +191,7 @@ def input_rows(tap: Tap, a: jax.Array) -> jax.Array:
     patches = jax.lax.conv_general_dilated_patches(
         a, spatial, p["window_strides"], p["padding"], p["lhs_dilation"], p["rhs_dilation"], dn,
     )
-    patches = jnp.moveaxis(patches, dn.out_spec[1], -1)
+    patches = jnp.moveaxis(patches, (dn.out_spec[0], dn.out_spec[1]), (0, -1))
     rows = patches.reshape(-1, a.shape[dn.lhs_spec[1]], *spatial)  # features ordered (in-channel, *spatial)
     w_axes = [dn.rhs_spec[1], *dn.rhs_spec[2:]]  # weight axis of each feature dimension
     rows = jnp.transpose(rows, [0] + [1 + i for i in np.argsort(w_axes)])
@@ -174,6 +199,22 @@ def input_rows(tap: Tap, a: jax.Array) -> jax.Array:
 
 
 def output_rows(tap: Tap, s: jax.Array) -> jax.Array:
-    """An array shaped like the op's output as ``(rows, n_nodes)`` (nodes moved last)."""
-    s = jnp.moveaxis(s, tap.node_axis, -1)
+    """An array shaped like the op's output as ``(rows, n_nodes)`` (nodes last; conv: example axis first)."""
+    if tap.batch_axis is None:
+        s = jnp.moveaxis(s, tap.node_axis, -1)
+    else:
+        s = jnp.moveaxis(s, (tap.batch_axis, tap.node_axis), (0, -1))
     return s.reshape(-1, s.shape[-1])
+
+
+def rows_per_example(tap: Tap, a_shape: tuple[int, ...], n_examples: int) -> int:
+    """Rows (positions) per example; raises :class:`Untappable` if rows are not grouped by example."""
+    t, r = divmod(int(np.prod(tap.out_shape)) // tap.out_shape[tap.node_axis], n_examples)
+    if r:
+        raise Untappable(f"op output {tap.out_shape} does not split into {n_examples} examples")
+    if t > 1 and tap.kind == "dense":
+        (lc, rc), _ = tap.eqn_params["dimension_numbers"]
+        ac = rc if tap.w_index == 0 else lc
+        if 0 in ac or a_shape[0] != n_examples:
+            raise Untappable("dense op with positions whose input's first axis is not the example axis")
+    return t
