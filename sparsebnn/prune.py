@@ -9,7 +9,8 @@ Scores are pytrees shaped like ``params``; a **low score means prune first**.
 * ``grasp``     θ_i (H g)_i, H the Hessian of that loss (Wang et al. 2020 remove the largest
                 −θ ⊙ Hg, i.e. the lowest of this score)
 * ``synflow``   θ_i ∂R/∂θ_i with R = 1ᵀ f(1; |θ|) (Tanaka et al. 2020), iterated ``n_iter``
-                times with the exponential schedule when a target sparsity is given
+                times with the exponential schedule when a target sparsity is given (data-free;
+                with layer norms the network is not linear in |θ| there, as in the original code)
 
 **Unstructured** masks (:func:`weight_mask`) prune the exact number ``round(s · n)`` of lowest
 scores globally over all parameters of the network's layers (``w`` and ``b``, output layer
