@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     configs = [dict(seed=args.seed, block=b, block_size=BLOCK) for b in range(math.ceil(n_models / BLOCK))]
     path = args.out / "bmr_exact.csv"
     table = run_grid(configs, run_block, path, overwrite=args.overwrite, desc="bmr_exact blocks")
-    table = table[table["seed"] == args.seed]
+    table = table[(table["seed"] == args.seed) & (table["block"] < len(configs))].reset_index(drop=True)
     summary = summarise(table)
     print(f"{path}: {table['model'].nunique()} models, {len(table)} comparisons (float64)")
     print(summary.to_string(float_format=lambda x: f"{x:.3g}"))

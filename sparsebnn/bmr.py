@@ -21,18 +21,18 @@ with ``z = (μ - m₀)/s₀``, ``v = (m̃₀ - m₀)/s₀``, ``u = (μ - m̃₀)
 so ``red_var = 0`` gives the Savage–Dickey ratio ``ln q(m̃₀) - ln p(m̃₀)`` exactly, reduced prior
 = full prior gives exactly 0, and variances from 1e-30 to 1e30 stay finite in float64.
 
-The full-covariance version (:func:`delta_f_mvn`) uses ``ΔF = ln q(μ̃) + ln p̃(μ̃) - ln p(μ̃) - ln q̃(μ̃)``
-written with ``Λ = Σ⁻¹ - S₀⁻¹`` and ``S̃`` (never ``S̃⁻¹``), so singular reduced covariances
-(dropping any subset of coefficients) are exact too.
+The full-covariance version (:func:`delta_f_mvn`) combines ``q`` with ``p̃`` in covariance form and
+then divides by ``p``, so it never inverts ``S̃`` (singular reduced covariances, i.e. dropping any
+subset of coefficients, are exact too) and never forms the precision difference ``Σ⁻¹ - S₀⁻¹``.
 
 Validation: every function checks pytree structures and shapes always (they are static), and,
 when called eagerly on concrete arrays, also the values (NaN/inf, variances, symmetry and
 definiteness of covariances, a reduced posterior precision ≤ 0), raising a ``ValueError`` that
 names the argument. Inside ``jit``/``vmap``/``grad`` the value checks are skipped: the elementwise
 functions then return NaN wherever a variance or the reduced precision is invalid; the
-full-covariance ones return NaN for a non-positive-definite ``post_cov``/``prior_cov`` or
-``det(I + ΛS̃) ≤ 0`` but cannot detect every indefinite ``red_cov`` — check such inputs eagerly
-once. (XLA on CPU flushes subnormal numbers, |x| < 2.2e-308, to zero.)
+full-covariance ones return NaN when the reduced precision, ``prior_cov`` or ``post_cov + red_cov``
+is not positive definite, but cannot detect every non-definite ``post_cov`` or ``red_cov`` alone —
+check such inputs eagerly once. (XLA on CPU flushes subnormal numbers, |x| < 2.2e-308, to zero.)
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def _standardise(pm, pv, m0, v0, rm, rv):
     s0 = jnp.sqrt(v0)
     a = pv / v0
     r = rv / v0
-    d = r + a * (1 - r)
+    d = r + a * ((v0 - rv) / v0)  # 1 - r from the exact difference v0 - rv (no cancellation at r ≈ 1)
     z = (pm - m0) / s0
     v = (rm - m0) / s0
     u = (pm - rm) / s0
@@ -190,8 +190,7 @@ def _validate_values(leaf) -> None:
     _check_positive("post_var", pv)
     _check_positive("prior_var", v0)
     _check_positive("red_var", rv, allow_zero=True)
-    a, r = pv / v0, rv / v0
-    d = r + a * (1 - r)
+    d = rv / v0 + pv / v0 * ((v0 - rv) / v0)
     if (d <= 0).any():
         raise ValueError(
             "red_var: the reduced posterior precision 1/post_var + 1/red_var - 1/prior_var must be > 0, "
@@ -231,48 +230,45 @@ def reduced_posterior(post_mean, post_var, prior_mean, prior_var, red_mean=0.0, 
 # --------------------------------------------------------------------------------------------
 
 
-def _mvn_parts(pm, pc, m0, c0, rm, rc):
+def _sym(x):
+    return 0.5 * (x + x.T)
+
+
+def _logdet(chol):
+    return 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+
+
+def _mvn_parts(pm, pc, rm, rc, c0):
     """Shared pieces of the full-covariance ΔF and reduced posterior (one model, no batch axes).
 
-    Λ = Σ⁻¹ - S₀⁻¹ (the data's precision), A = I + Λ S̃,
-    g = ∇(ln q - ln p)(m̃) = Σ⁻¹(μ - m̃) - S₀⁻¹(m₀ - m̃), y = A⁻¹ g, μ̃ = m̃ + S̃ y, Σ̃ = S̃ A⁻¹.
+    Combine q and p̃ first (covariance form, so S̃ may be singular), then divide by p:
+    K = Σ + S̃, x = m̃ + S̃K⁻¹(μ - m̃) and C = S̃K⁻¹Σ (mean and covariance of q·p̃), and
+    M = S₀ - C = (S₀ - S̃) + S̃K⁻¹S̃, which is positive definite exactly when the reduced posterior
+    precision Σ⁻¹ + S̃⁻¹ - S₀⁻¹ is (for S̃ ⪯ S₀ it is a sum of two PSD terms: no cancellation).
     """
-    k = pm.shape[-1]
-    chol = jnp.linalg.cholesky(pc)
-    chol0 = jnp.linalg.cholesky(c0)
-    A = jnp.eye(k, dtype=pm.dtype) + jsl.cho_solve((chol, True), rc) - jsl.cho_solve((chol0, True), rc)
-    g = jsl.cho_solve((chol, True), pm - rm) - jsl.cho_solve((chol0, True), m0 - rm)
-    lu_piv = jsl.lu_factor(A)
-    y = jsl.lu_solve(lu_piv, g)
-    mean = rm + rc @ y
-    return chol, chol0, lu_piv, y, mean
-
-
-def _lu_slogdet(lu_piv):
-    lu, piv = lu_piv
-    diag = jnp.diagonal(lu)
-    flips = jnp.sum(piv != jnp.arange(piv.shape[0]))
-    sign = jnp.prod(jnp.sign(diag)) * jnp.where(flips % 2 == 0, 1, -1).astype(diag.dtype)
-    return sign, jnp.sum(jnp.log(jnp.abs(diag)))
+    chol_k = jnp.linalg.cholesky(pc + rc)
+    x = rm + rc @ jsl.cho_solve((chol_k, True), pm - rm)
+    c = rc @ jsl.cho_solve((chol_k, True), pc)
+    chol_m = jnp.linalg.cholesky(_sym((c0 - rc) + rc @ jsl.cho_solve((chol_k, True), rc)))
+    return chol_k, chol_m, x, c
 
 
 def _delta_f_mvn_one(pm, pc, m0, c0, rm, rc):
-    chol, chol0, lu_piv, y, mean = _mvn_parts(pm, pc, m0, c0, rm, rc)
-    sign, logdet_a = _lu_slogdet(lu_piv)
-    logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-    logdet0 = 2 * jnp.sum(jnp.log(jnp.diagonal(chol0)))
-    e = jsl.solve_triangular(chol, mean - pm, lower=True)
-    e0 = jsl.solve_triangular(chol0, mean - m0, lower=True)
-    quad = e @ e + y @ (rc @ y) - e0 @ e0
-    df = 0.5 * (logdet0 - logdet - logdet_a) - 0.5 * quad
-    return jnp.where(sign > 0, df, jnp.nan)
+    chol_k, chol_m, x, _ = _mvn_parts(pm, pc, rm, rc, c0)
+    e = jsl.solve_triangular(chol_k, pm - rm, lower=True)
+    f = jsl.solve_triangular(chol_m, x - m0, lower=True)
+    logdet = _logdet(jnp.linalg.cholesky(c0)) - 0.5 * (_logdet(chol_k) + _logdet(chol_m))
+    return logdet - 0.5 * (e @ e - f @ f)
 
 
 def _reduced_mvn_one(pm, pc, m0, c0, rm, rc):
-    _, _, lu_piv, _, mean = _mvn_parts(pm, pc, m0, c0, rm, rc)
-    cov = jsl.lu_solve(lu_piv, rc, trans=1).T  # S̃ A⁻¹: exactly zero rows where S̃ has them
+    _, chol_m, x, c = _mvn_parts(pm, pc, rm, rc, c0)
     live = jnp.diagonal(rc) > 0  # a PSD matrix's zero diagonal entry has a zero row and column
-    return mean, jnp.where(live[:, None] & live[None, :], 0.5 * (cov + cov.T), 0)
+    c = jnp.where(live[:, None] & live[None, :], _sym(c), 0)
+    # (C⁻¹ - S₀⁻¹)⁻¹ = C + C M⁻¹ C  and  μ̃ = x + C M⁻¹ (x - m₀): spikes stay exactly at m̃ with variance 0.
+    mean = x + c @ jsl.cho_solve((chol_m, True), x - m0)
+    cov = c + c @ jsl.cho_solve((chol_m, True), c)
+    return mean, _sym(cov)
 
 
 _SIGNATURE = "(k),(k,k),(k),(k,k),(k),(k,k)"
@@ -309,15 +305,11 @@ def _validate_mvn(args) -> None:
     for name in ("post_cov", "prior_cov"):
         if (eig[name][0] <= 0).any():
             raise ValueError(f"{name} must be positive definite; smallest eigenvalue {eig[name][0].min():.3g}")
-    w, V = eig["red_cov"]
-    tol = 100 * k * eps * np.abs(w).max(axis=-1, keepdims=True)
-    if (w < -tol).any():
+    w = eig["red_cov"][0]
+    if (w < -100 * k * eps * np.abs(w).max(axis=-1, keepdims=True)).any():
         raise ValueError(f"red_cov must be positive semi-definite; smallest eigenvalue {w.min():.3g}")
-    # Reduced precision Π̃ = Σ⁻¹ + S̃⁻¹ - S₀⁻¹ > 0  ⇔  I + Bᵀ Λ B > 0 with S̃ = B Bᵀ (valid for singular S̃).
-    B = V * np.sqrt(np.clip(w, 0, None))[..., None, :]
-    eye = np.eye(k)
-    lam = np.linalg.solve(pc, eye) - np.linalg.solve(c0, eye)
-    m = eye + np.swapaxes(B, -1, -2) @ lam @ B
+    # Reduced precision Σ⁻¹ + S̃⁻¹ - S₀⁻¹ > 0  ⇔  M = (S₀ - S̃) + S̃(Σ + S̃)⁻¹S̃ > 0 (valid for singular S̃).
+    m = (c0 - rc) + rc @ np.linalg.solve(pc + rc, rc)
     if (np.linalg.eigvalsh(0.5 * (m + np.swapaxes(m, -1, -2))) <= 0).any():
         raise ValueError(
             "red_cov: the reduced posterior precision inv(post_cov) + inv(red_cov) - inv(prior_cov) "
@@ -329,13 +321,14 @@ def delta_f_mvn(post_mean, post_cov, prior_mean, prior_cov, red_mean, red_cov) -
     r"""ΔF for a full-covariance Gaussian posterior ``N(μ, Σ)``, prior ``N(m₀, S₀)``, reduced prior ``N(m̃, S̃)``.
 
     .. math::
-        ΔF = ½ \ln|S_0| - ½ \ln|Σ| - ½ \ln|I + ΛS̃|
-             - ½\big[(μ̃-μ)^⊤Σ^{-1}(μ̃-μ) + y^⊤S̃y - (μ̃-m_0)^⊤S_0^{-1}(μ̃-m_0)\big]
+        ΔF = \ln|S_0| - ½\ln|K| - ½\ln|M| - ½(μ - m̃)^⊤K^{-1}(μ - m̃) + ½(x - m_0)^⊤M^{-1}(x - m_0)
 
-    with ``Λ = Σ⁻¹ - S₀⁻¹``, ``y = (I + ΛS̃)⁻¹ g``, ``g = Σ⁻¹(μ - m̃) - S₀⁻¹(m₀ - m̃)``, ``μ̃ = m̃ + S̃y``.
-    This equals the precision-form ΔF of DESIGN.md §1 but never inverts ``S̃``: it may be singular
-    (zero rows/columns drop coefficients, i.e. spikes at ``m̃``), giving the exact Bayes factor when
-    ``q`` is the exact posterior. Shapes ``(..., k)`` and ``(..., k, k)``; leading axes broadcast.
+    with ``K = Σ + S̃``, ``x = m̃ + S̃K⁻¹(μ - m̃)`` and ``M = (S₀ - S̃) + S̃K⁻¹S̃``. This is the
+    precision-form ΔF of DESIGN.md §1 rewritten with covariances only: ``S̃`` may be singular (zero
+    rows/columns drop coefficients, i.e. spikes at ``m̃``; ``S̃ = 0`` gives the Savage–Dickey ratio
+    ``ln q(m̃) - ln p(m̃)``), no precision difference ``Σ⁻¹ - S₀⁻¹`` is ever formed, and it is the exact
+    log Bayes factor when ``q`` is the exact posterior. ``M`` is positive definite exactly when the
+    reduced posterior exists. Shapes ``(..., k)`` and ``(..., k, k)``; leading axes broadcast.
     """
     args = _prepare_mvn((post_mean, post_cov, prior_mean, prior_cov, red_mean, red_cov))
     return _delta_f_mvn_batched(*args)
@@ -344,8 +337,9 @@ def delta_f_mvn(post_mean, post_cov, prior_mean, prior_cov, red_mean, red_cov) -
 def reduced_posterior_mvn(post_mean, post_cov, prior_mean, prior_cov, red_mean, red_cov):
     r"""Mean and covariance of the reduced posterior ``q̃ ∝ q p̃/p`` (arguments as :func:`delta_f_mvn`).
 
-    ``Σ̃ = (Σ⁻¹ + S̃⁻¹ - S₀⁻¹)⁻¹ = S̃ (I + ΛS̃)⁻¹`` and ``μ̃ = m̃ + Σ̃ g``; coefficients with a spike
-    (zero rows of ``S̃``) get mean ``m̃`` and zero variance exactly.
+    ``Σ̃ = (Σ⁻¹ + S̃⁻¹ - S₀⁻¹)⁻¹ = C + C M⁻¹ C`` and ``μ̃ = x + C M⁻¹(x - m₀)`` with ``C = S̃(Σ + S̃)⁻¹Σ``
+    (the covariance of q·p̃) and ``x``, ``M`` as in :func:`delta_f_mvn`; coefficients with a spike (zero
+    rows of ``S̃``) get mean ``m̃`` and zero variance exactly.
     """
     args = _prepare_mvn((post_mean, post_cov, prior_mean, prior_cov, red_mean, red_cov))
     return _reduced_mvn_batched(*args)

@@ -81,9 +81,9 @@ def scalar_cases(draw, spike=None, var_exp=(-3.0, 3.0), mean=means):
 def _std_scale(pm, pv, m0, v0, rm, rv):
     """The size of the terms ΔF is made of: an error scale for comparisons (a condition number)."""
     a, r = pv / v0, rv / v0
-    d = r + a * (1 - r)
+    d = r + a * (v0 - rv) / v0
     z, v, u = (pm - m0) ** 2 / v0, (rm - m0) ** 2 / v0, (pm - rm) ** 2 / v0
-    return 1 + (u + r * z + a * v) / d + (r + a + a * r) / d + abs(np.log(d))
+    return 1 + (u + r * z + a * v) / d + (r + a * abs(1 - r)) / d + abs(np.log(d))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,11 +40,11 @@ def test_candidate_formula(case):
     reg, rng = case
     X, y, s2, m, S = reg
     mn, Sn = sd.posterior(*reg)
-    w = mn + rng.normal(size=len(m)) * np.sqrt(np.diag(Sn))
+    w = mn + np.linalg.cholesky(Sn) @ rng.normal(size=len(m))  # a typical posterior draw
     ll = stats.norm(X @ w, np.sqrt(s2)).logpdf(y).sum()
     lp = stats.multivariate_normal(m, S).logpdf(w)
-    lq = stats.multivariate_normal(mn, Sn, allow_singular=True).logpdf(w)
-    assert _close(sd.log_evidence(*reg), ll + lp - lq, rtol=1e-8, atol=1e-8)
+    lq = stats.multivariate_normal(mn, Sn).logpdf(w)
+    assert _close(sd.log_evidence(*reg), ll + lp - lq, rtol=1e-8, atol=1e-10 * (1 + abs(ll) + abs(lp) + abs(lq)))
 
 
 @given(problems(max_log_cond=2.0))
@@ -115,13 +115,13 @@ def test_shrinking_to_zero_variance_approaches_dropping(case):
     i = int(rng.integers(len(m)))
     drop = sd.log_evidence(X, y, s2, np.where(np.arange(len(m)) == i, 0.0, m), S, drop=[i])
     gaps = []
-    for t in (1e-4, 1e-8, 1e-12):
+    for t in (1e-8, 1e-12, 1e-16, 1e-20):  # the slope in t can be ~1e10 nats when the data are strong
         St = S.copy()
         St[i, i] *= t
         mt = m.copy()
         mt[i] = 0.0
         gaps.append(abs(sd.log_evidence(X, y, s2, mt, St) - drop))
-    assert gaps[-1] <= 1e-6 * (1 + abs(drop)) and gaps[-1] <= gaps[0] + 1e-12
+    assert gaps[-1] <= 1e-8 * (1 + abs(drop)) and gaps[-1] <= gaps[0] + 1e-12 * (1 + abs(drop))
 
 
 def test_bad_input_raises():
