@@ -21,7 +21,7 @@ import optax
 
 from experiments._cli import parser, run_grid
 from sparsebnn import nets
-from sparsebnn.infer.curvature import Likelihood, Static, _curvature
+from sparsebnn.infer.curvature import Likelihood, _curvature
 from sparsebnn.infer.laplace import _loss
 
 CURVATURES = (("diag", "ggn"), ("diag", "ef"), ("kfac", "ggn"), ("kfac", "ef"))
@@ -58,7 +58,7 @@ def bench(width: int, d_in: int, batch: int, repeats: int, seed: int) -> list[di
     rows = []
     n_params = nets.n_params(params)
     for kind, fisher in CURVATURES:
-        t = _median_seconds(lambda: _curvature(Static(net), lik, kind, fisher, batch, params, x, y), repeats)
+        t = _median_seconds(lambda: _curvature(net, lik, kind, fisher, batch, params, x, y), repeats)
         rows.append({"curvature": kind, "fisher": fisher, "n_params": n_params, "grad_step_s": t_grad, "curvature_s": t, "ratio": t / t_grad})
     return rows
 

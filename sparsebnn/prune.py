@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .infer.curvature import Likelihood, Static, as_likelihood, check_data
+from .infer.curvature import Likelihood, as_likelihood, check_data
 from .infer.laplace import LaplacePosterior, map_train, posterior_precision
 from .nets.base import Network, Params, node_groups, scale_nodes
 
@@ -66,15 +66,13 @@ def _nll(net, lik, temperature, params, x, y):
 
 
 @partial(jax.jit, static_argnames=("net", "lik"))
-def _snip(net: Static, lik, params, x, y):
-    net = net.value
+def _snip(net, lik, params, x, y):
     g = jax.grad(partial(_nll, net, lik, 1.0))(params, x, y)
     return jax.tree.map(lambda gi, t: jnp.abs(gi * t), g, params)
 
 
 @partial(jax.jit, static_argnames=("net", "lik", "temperature"))
-def _grasp(net: Static, lik, temperature, params, x, y):
-    net = net.value
+def _grasp(net, lik, temperature, params, x, y):
     loss = partial(_nll, net, lik, temperature)
     g = jax.lax.stop_gradient(jax.grad(loss)(params, x, y))
     hg = jax.jvp(lambda p: jax.grad(loss)(p, x, y), (params,), (g,))[1]
@@ -84,7 +82,7 @@ def _grasp(net: Static, lik, temperature, params, x, y):
 def snip(net: Network, params: Params, data, likelihood: str | Likelihood = "classification", sigma_noise: float = 1.0) -> Params:
     """SNIP ``|g ⊙ θ|`` with ``g = ∇_θ`` of the mean negative log-likelihood on ``data = (x, y)``."""
     lik = as_likelihood(likelihood, sigma_noise)
-    return _snip(Static(net), lik, params, *check_data(net, *data, lik))
+    return _snip(net, lik, params, *check_data(net, *data, lik))
 
 
 def grasp(
@@ -94,12 +92,11 @@ def grasp(
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0; got {temperature}")
     lik = as_likelihood(likelihood, sigma_noise)
-    return _grasp(Static(net), lik, float(temperature), params, *check_data(net, *data, lik))
+    return _grasp(net, lik, float(temperature), params, *check_data(net, *data, lik))
 
 
 @partial(jax.jit, static_argnames=("net", "n_iter", "iterative"))
-def _synflow(net: Static, params, sparsity, n_iter, iterative):
-    net = net.value
+def _synflow(net, params, sparsity, n_iter, iterative):
     flags = _flags(net, params)
     dtype = jax.tree.leaves(params)[0].dtype
     absp = jax.tree.map(jnp.abs, params)
@@ -133,7 +130,7 @@ def synflow(net: Network, params: Params, sparsity: float | None = None, n_iter:
         raise ValueError(f"n_iter must be >= 1; got {n_iter}")
     if sparsity is not None:
         _check_sparsity(sparsity)
-    return _synflow(Static(net), params, 0.0 if sparsity is None else float(sparsity), int(n_iter), sparsity is not None)
+    return _synflow(net, params, 0.0 if sparsity is None else float(sparsity), int(n_iter), sparsity is not None)
 
 
 def scores(

@@ -90,12 +90,11 @@ def neg_log_lik(kind, sigma=1.0):
 
 def brute_curvature(net, params, x, y, fisher):
     """The full GGN / empirical Fisher (classification) over the raveled parameters, and Σ ln p."""
-    return _brute_curvature(C.Static(net), params, x, y, fisher)
+    return _brute_curvature(net, params, x, y, fisher)
 
 
 @partial(jax.jit, static_argnums=(0, 4))
 def _brute_curvature(net, params, x, y, fisher):
-    net = net.value
     theta, unravel = ravel_pytree(params)
     nll = neg_log_lik("classification")
     jac = jax.jacrev(lambda t: net.apply(unravel(t), x))(theta)  # (N, C, P)

@@ -89,21 +89,6 @@ class Likelihood:
         return jnp.broadcast_to(eye, (*f.shape, f.shape[-1]))
 
 
-class Static:
-    """A ``jax.jit`` static argument hashed and compared by identity (a ``Network`` may hold unhashable fields)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
-
-    def __hash__(self):
-        return id(self.value)
-
-    def __eq__(self, other):
-        return isinstance(other, Static) and other.value is self.value
-
-
 def as_likelihood(likelihood: str | Likelihood, sigma_noise: float = 1.0) -> Likelihood:
     return likelihood if isinstance(likelihood, Likelihood) else Likelihood(likelihood, sigma_noise)
 
@@ -243,8 +228,7 @@ def _diag_batch(net: Network, lik: Likelihood, fisher: str, params: Params, tp: 
 
 
 @partial(jax.jit, static_argnames=("net", "lik", "kind", "fisher", "batch_size"))
-def _curvature(net: Static, lik, kind, fisher, batch_size, params, x, y):
-    net = net.value
+def _curvature(net, lik, kind, fisher, batch_size, params, x, y):
     tp = tuple(tappable(net, params, x[: min(batch_size, x.shape[0])]))
     if kind == "diag":
         h, ll = chunked_sum(lambda c: _diag_batch(net, lik, fisher, params, tp, *c), (x, y), batch_size)
@@ -305,4 +289,4 @@ def curvature(
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     lik = as_likelihood(likelihood, sigma_noise)
     x, y = check_data(net, x, y, lik)
-    return _curvature(Static(net), lik, kind, fisher, int(batch_size), params, x, y)
+    return _curvature(net, lik, kind, fisher, int(batch_size), params, x, y)

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from ..data import epoch_indices
 from ..nets.base import Network, Params
-from .curvature import FISHERS, KINDS, Diag, Kron, Likelihood, Static, _curvature, as_likelihood, check_data
+from .curvature import FISHERS, KINDS, Diag, Kron, Likelihood, _curvature, as_likelihood, check_data
 
 STRUCTURES = ("scalar", "layer", "node", "unit", "parameter")
 
@@ -246,8 +246,7 @@ def sample(key: jax.Array, post: LaplacePosterior, n_samples: int) -> Params:
 
 
 @partial(jax.jit, static_argnames=("net", "n_samples", "linearized"))
-def _predictive_samples(key, net: Static, post, x, n_samples, linearized):
-    net = net.value
+def _predictive_samples(key, net, post, x, n_samples, linearized):
     eig = _eig(post.curvature) if isinstance(post.curvature, Kron) else None
 
     def one(k):
@@ -273,7 +272,7 @@ def predictive_samples(
     x = jnp.asarray(x)
     if x.ndim < 1 or int(np.prod(x.shape[1:])) != int(np.prod(net.in_shape)):
         raise ValueError(f"x must have shape (n, *{net.in_shape}); got {x.shape}")
-    return _predictive_samples(key, Static(net), post, x, int(n_samples), bool(linearized))
+    return _predictive_samples(key, net, post, x, int(n_samples), bool(linearized))
 
 
 def predictive(key, net: Network, post: LaplacePosterior, x, n_samples: int = 100, linearized: bool = True):
@@ -295,7 +294,7 @@ def _loss(net, lik, n_data, params, prec, xb, yb):
 
 
 @partial(jax.jit, static_argnames=("net", "lik", "lr", "batch_size", "n_epochs"))
-def _run_epochs(net: Static, lik, lr, batch_size, n_epochs, params, opt_state, prec, mask, x, y, key):
+def _run_epochs(net, lik, lr, batch_size, n_epochs, params, opt_state, prec, mask, x, y, key):
     """``n_epochs`` of Adam on the negative log joint: ``(params, opt_state, mean loss per epoch)``.
 
     Each epoch is a shuffled pass of ``n // batch_size`` minibatches gathered on the device
@@ -303,7 +302,7 @@ def _run_epochs(net: Static, lik, lr, batch_size, n_epochs, params, opt_state, p
     parameters at zero: their gradients are masked and the update is re-masked. ``prec``: a
     :class:`PriorPrecision` or the precisions shaped like params.
     """
-    net, optimizer = net.value, optax.adam(lr)
+    optimizer = optax.adam(lr)
     n = x.shape[0]
     if isinstance(prec, PriorPrecision):
         prec = prec.precision(params)
@@ -372,7 +371,7 @@ def map_train(
         params = jax.tree.map(jnp.multiply, params, mask)
     lr, batch_size, epochs = float(lr), int(batch_size), int(epochs)
     opt_state = optax.adam(lr).init(params)
-    params, _, losses = _run_epochs(Static(net), lik, lr, batch_size, epochs, params, opt_state, prior_prec, mask, x, y, jax.random.PRNGKey(seed))
+    params, _, losses = _run_epochs(net, lik, lr, batch_size, epochs, params, opt_state, prior_prec, mask, x, y, jax.random.PRNGKey(seed))
     return params, losses
 
 
@@ -461,7 +460,7 @@ def laplace(
     lr, hyper_lr, batch_size = float(lr), float(hyper_lr), int(batch_size)
     opt_state, hyper_state = optax.adam(lr).init(params), optax.adam(hyper_lr).init(prior.log_prec)
     hyper = partial(_fit_prior, hyper_lr, int(hyper_steps))
-    curv_fn = partial(_curvature, Static(net), lik, curvature, fisher, int(curvature_batch_size))
+    curv_fn = partial(_curvature, net, lik, curvature, fisher, int(curvature_batch_size))
     history = {"epoch": [], "loss": [], "log_marglik": []}
     curv = None
     done = 0
@@ -469,7 +468,7 @@ def laplace(
         while done < epochs:
             k = min(int(marglik_every), int(epochs) - done)
             key_train, sub = jax.random.split(key_train)
-            params, opt_state, losses = _run_epochs(Static(net), lik, lr, batch_size, k, params, opt_state, prior, None, x, y, sub)
+            params, opt_state, losses = _run_epochs(net, lik, lr, batch_size, k, params, opt_state, prior, None, x, y, sub)
             done += k
             curv = None
             lml = np.nan
