@@ -63,7 +63,8 @@ def normal_site(name: str, shape: tuple, scale, centered: bool = True, gate: str
     """
     infer = {"gate": gate} if gate else {}
     if centered:
-        return numpyro.sample(name, dist.Normal(0.0, jnp.broadcast_to(scale, shape)), infer=infer)
+        # expand (not broadcast) keeps per-node scales per node: KLs take ln s once per node
+        return numpyro.sample(name, dist.Normal(0.0, scale).expand(shape), infer=infer)
     eps = numpyro.sample(name + DECENTERED, dist.Normal(0.0, 1.0).expand(shape), infer=infer)
     return scale * eps
 

@@ -1,0 +1,185 @@
+"""SVI: the conjugate mean-field optimum, the spike-and-slab ELBO, checkpoints, the posterior object."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from numpyro import handlers
+from numpyro.infer import TraceMeanField_ELBO
+from scipy import special
+
+from sparsebnn import bmr, nets, priors
+from sparsebnn.infer import MeanFieldGuide, svi
+from sparsebnn.model import BNN
+
+
+def linear_data(n=40, d=3, sigma=0.5, seed=0):
+    """Correlated design, so the mean-field variances 1/Λ_ii differ clearly from the marginals (Λ⁻¹)_ii."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, d))
+    x = z + 0.8 * z[:, :1]
+    w = rng.normal(size=d + 1)
+    y = np.hstack([x, np.ones((n, 1))]) @ w + sigma * rng.normal(size=n)
+    return x, y
+
+
+def test_conjugate_linear_model_reaches_the_mean_field_optimum():
+    """y = Xw + b + ε, w, b ~ N(0, s0²): the mean-field optimum has the exact posterior means and
+    variances 1/diag(Λ), Λ = I/s0² + AᵀA/σ² (A = [X, 1])."""
+    sigma, s0 = 0.5, 1.0
+    x, y = linear_data(sigma=sigma)
+    a = np.hstack([x, np.ones((len(x), 1))])
+    lam = np.eye(a.shape[1]) / s0**2 + a.T @ a / sigma**2
+    mean, mf_var = np.linalg.solve(lam, a.T @ y / sigma**2), 1 / np.diag(lam)
+    assert np.min(np.diag(np.linalg.inv(lam)) / mf_var) > 1.2  # mean field is measurably not the marginal
+    with jax.enable_x64(True):
+        post = svi(nets.mlp([3, 1]), priors.Gaussian(sigma0=s0), (x, y), likelihood="gaussian", noise=sigma,
+                   batch_size=None, num_steps=2000, num_particles=1024, init_scale=0.1,
+                   optimizer=optax.adam(optax.exponential_decay(0.05, 2000, 1e-3)), chunk_size=1000, progress=False)
+        f = post.normal_factors()
+    mu = np.concatenate([np.ravel(f["dense_0.w"][0]), np.ravel(f["dense_0.b"][0])])
+    var = np.concatenate([np.ravel(f["dense_0.w"][1]), np.ravel(f["dense_0.b"][1])]) ** 2
+    np.testing.assert_allclose((mu - mean) / np.sqrt(mf_var), 0, atol=5e-3)
+    np.testing.assert_allclose(var / mf_var, 1, atol=1e-2)
+
+
+def test_spike_slab_elbo_terms():
+    """Analytic pieces of the SS-IG ELBO: KL(Bern(σ(θ)) ‖ Bern(π)) per node, and σ(θ_j) · KL(N(μ, s²) ‖ N(0, σ0²))
+    for node j's slab weights (the output layer's slab unweighted)."""
+    net, pi, s0 = nets.mlp([2, 3, 2]), 0.2, 0.7
+    model = BNN(net, priors.SpikeSlabIG(pi=pi, sigma0=s0))
+    x, y = np.ones((4, 2)), np.array([0, 1, 1, 0])
+    guide = MeanFieldGuide(model, x, y)
+    rng = np.random.default_rng(0)
+    params = {k: jnp.asarray(rng.normal(size=np.shape(v)), jnp.float32) for k, v in guide.init_params.items()}
+    elbo = TraceMeanField_ELBO(sum_sites=False)
+    with jax.enable_x64(True):
+        params = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
+        terms = elbo.loss(jax.random.key(0), params, model, functools.partial(guide, temperature=0.5), x, y)
+    theta = np.asarray(params["dense_0.z.logits"])
+    q = special.expit(theta)
+    kl_z = np.sum(q * np.log(q / pi) + (1 - q) * np.log((1 - q) / (1 - pi)))
+    np.testing.assert_allclose(terms["dense_0.z"], kl_z, rtol=1e-10)
+
+    def kl_normal(site):
+        mu, s = np.asarray(params[f"{site}.loc"]), np.exp(np.asarray(params[f"{site}.log_scale"]))
+        return 0.5 * (s**2 / s0**2 + mu**2 / s0**2 - 1 - np.log(s**2 / s0**2))
+
+    np.testing.assert_allclose(terms["dense_0.w"], np.sum(q * kl_normal("dense_0.w")), rtol=1e-10)
+    np.testing.assert_allclose(terms["dense_0.b"], np.sum(q * kl_normal("dense_0.b")), rtol=1e-10)
+    np.testing.assert_allclose(terms["dense_1.w"], np.sum(kl_normal("dense_1.w")), rtol=1e-10)
+
+
+def digits_subset(n=300):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.data[:n] / 16.0).astype(np.float32), d.target[:n]
+
+
+NET = nets.mlp([64, 16, 10])
+
+
+def test_checkpoint_resume_is_bit_identical(tmp_path):
+    x, y = digits_subset()
+    kw = dict(num_steps=60, batch_size=32, chunk_size=20, progress=False, seed=3)
+    straight = svi(NET, priors.SpikeSlabIG(pi=0.5), (x, y), **kw)
+    ck = tmp_path / "svi.pkl"
+    svi(NET, priors.SpikeSlabIG(pi=0.5), (x, y), **{**kw, "num_steps": 40}, checkpoint=ck)
+    resumed = svi(NET, priors.SpikeSlabIG(pi=0.5), (x, y), **kw, checkpoint=ck)
+    for k in straight.params:
+        np.testing.assert_array_equal(straight.params[k], resumed.params[k])
+    np.testing.assert_array_equal(straight.losses, resumed.losses)
+    with pytest.raises(ValueError, match="checkpoint"):
+        svi(NET, priors.SpikeSlabIG(pi=0.5), (x, y), **{**kw, "seed": 4}, checkpoint=ck)
+
+
+def test_posterior_object_spike_slab():
+    x, y = digits_subset()
+    post = svi(NET, priors.SpikeSlabGroupHorseshoe(pi=0.3), (x, y), val=(x[:50], y[:50]), num_steps=40, batch_size=32,
+               chunk_size=20, progress=False, temperature=optax.linear_schedule(1.0, 0.5, 40))
+    assert len(post.losses) == 40 and np.all(np.isfinite(post.losses))
+    assert [row["step"] for row in post.history] == [20, 40]
+    assert {"val_accuracy", "val_nll", "nodes_kept", "temperature"} <= set(post.history[-1])
+    assert post.history[0]["temperature"] > post.history[1]["temperature"]
+    probs = post.inclusion_probs()
+    assert set(probs) == {"dense_0"} and probs["dense_0"].shape == (16,)
+    masks = post.node_masks()
+    np.testing.assert_array_equal(masks["dense_0"], np.asarray(probs["dense_0"]) >= 0.5)
+    out = post.predict(x[:7], n_samples=5)
+    assert out.shape == (5, 7, 10)
+    off = {"dense_0": np.arange(16) % 2 == 0}
+    params = post.sample_params(jax.random.key(1), 4, masks=off)
+    assert np.all(np.asarray(params["dense_0"]["w"])[:, :, 1::2] == 0)
+    assert np.all(np.asarray(params["dense_0"]["w"])[:, :, 0::2] != 0)  # kept nodes: indicators set to 1
+    with pytest.raises(ValueError, match="BMR"):
+        post.node_masks("bmr")
+
+
+def test_gaussian_posterior_prunes_with_bmr():
+    x, y = digits_subset()
+    post = svi(NET, priors.Gaussian(sigma0=0.5), (x, y), num_steps=40, batch_size=32, chunk_size=40, progress=False)
+    with pytest.raises(ValueError, match="indicator"):
+        post.node_masks("indicator")
+    df = post.delta_f()
+    mu, sd = post.normal_factors()["dense_0.w"]
+    np.testing.assert_allclose(df["dense_0"]["w"], bmr.delta_f(mu, sd**2, 0.0, 0.25, 0.0, 0.0), rtol=1e-6)
+    masks = post.node_masks()
+    np.testing.assert_array_equal(masks["dense_0"], np.asarray(bmr.node_delta_f(df, NET.layers[0])) <= 0)
+    wm = post.weight_masks()
+    np.testing.assert_array_equal(wm["dense_1"]["w"], np.asarray(df["dense_1"]["w"]) <= 0)
+    # iterative BMR: the pruned weights' prior becomes a spike; their effective weights are exactly 0
+    spike = {k: {kk: np.where(v, 0.25, 0.0) for kk, v in m.items()} for k, m in wm.items()}
+    post2 = svi(NET, priors.Gaussian(sigma0=0.5, variance=spike), (x, y), num_steps=20, batch_size=32,
+                chunk_size=20, progress=False, init=post.params)
+    w = np.asarray(post2.sample_params(jax.random.key(0), 2)["dense_1"]["w"])
+    assert np.all(w[:, ~wm["dense_1"]["w"]] == 0)
+    np.testing.assert_array_equal(np.asarray(post2.delta_f()["dense_1"]["w"])[~wm["dense_1"]["w"]], 0.0)
+
+
+def test_horseshoe_bmr_on_decentered_sites():
+    x, y = digits_subset()
+    post = svi(NET, priors.RegularizedHorseshoe(tiered=True), (x, y), num_steps=20, batch_size=32, chunk_size=20,
+               progress=False)
+    mu, sd = post.normal_factors()["dense_0.w_decentered"]
+    np.testing.assert_allclose(post.delta_f()["dense_0"]["w"], bmr.delta_f(mu, sd**2, 0.0, 1.0, 0.0, 0.0), rtol=1e-6)
+    assert post.node_masks()["dense_0"].shape == (16,)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(batch_size=1000), "batch_size"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(num_steps=0), "num_steps"),
+        (dict(temperature=0.0), "temperature"),
+        (dict(init={"nope": 1.0}), "nope"),
+        (dict(init={"dense_0.w.loc": np.zeros(3)}), "shape"),
+        (dict(init_scale=-1.0), "init_scale"),
+        (dict(init_inclusion=1.0), "init_inclusion"),
+        (dict(batch_size=31, devices=jax.local_devices() * 2), "divisible"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, match):
+    x, y = digits_subset()
+    with pytest.raises(ValueError, match=match):
+        svi(NET, priors.SpikeSlabIG(pi=0.5), (x, y), **{"num_steps": 1, "progress": False, **kwargs})
+
+
+def test_bad_data_raises():
+    x, y = digits_subset()
+    with pytest.raises(ValueError, match="x must have shape"):
+        svi(NET, priors.Gaussian(), (x[:, :10], y), num_steps=1, progress=False)
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        svi(NET, priors.Gaussian(), (bad, y), num_steps=1, progress=False)
+    with pytest.raises(ValueError, match="integer class labels"):
+        svi(NET, priors.Gaussian(), (x, y + 0.5), num_steps=1, progress=False)
+    with pytest.raises(ValueError, match="data"):
+        svi(NET, priors.Gaussian(), x, num_steps=1, progress=False)
