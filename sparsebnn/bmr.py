@@ -15,7 +15,7 @@ whenever :math:`q` is the exact posterior (> 0: the reduced model is better). Wi
 
 Everything is computed in the prior's standardised frame (``a = s²/s₀²``, ``r = s̃₀²/s₀²``), where
 
-    ΔF = -½ ln d - ½ (u² - r z² - a v²) / d,    d = r + a (1 - r) = π̃ s² s̃₀² / s₀²,
+    ΔF = -½ ln d - ½ (u² - r z² - a v²) / d,    d = a + r - a r = π̃ s² s̃₀² / s₀²,
 
 with ``z = (μ - m₀)/s₀``, ``v = (m̃₀ - m₀)/s₀``, ``u = (μ - m̃₀)/s₀``. No precision is ever formed,
 so ``red_var = 0`` gives the Savage–Dickey ratio ``ln q(m̃₀) - ln p(m̃₀)`` exactly, reduced prior
@@ -139,12 +139,22 @@ def _valid(pv, v0, rv, d):
     return (pv > 0) & (v0 > 0) & (rv >= 0) & (d > 0)
 
 
+def _ratios(pv, v0, rv, xp=jnp):
+    """a = s²/s₀², r = s̃₀²/s₀² and d = a + r - a r = π̃ s² s̃₀²/s₀² without avoidable cancellation.
+
+    d = r + a(1 - r) when r ≤ 1 and a + r(1 - a) when a ≤ 1 (sums of non-negative terms), else
+    1 - (a - 1)(r - 1); each 1 - a, 1 - r comes from an exact difference such as v0 - rv.
+    """
+    a, r = pv / v0, rv / v0
+    one_a, one_r = (v0 - pv) / v0, (v0 - rv) / v0
+    d = xp.where(r <= 1, r + a * one_r, xp.where(a <= 1, a + r * one_a, 1 - one_a * one_r))
+    return a, r, d
+
+
 def _standardise(pm, pv, m0, v0, rm, rv):
-    """Prior-standardised quantities: a = s²/s₀², r = s̃₀²/s₀², d = r + a(1 - r), z, v, u."""
+    """Prior-standardised quantities: a = s²/s₀², r = s̃₀²/s₀², d = a + r - a r, z, v, u."""
     s0 = jnp.sqrt(v0)
-    a = pv / v0
-    r = rv / v0
-    d = r + a * ((v0 - rv) / v0)  # 1 - r from the exact difference v0 - rv (no cancellation at r ≈ 1)
+    a, r, d = _ratios(pv, v0, rv)
     z = (pm - m0) / s0
     v = (rm - m0) / s0
     u = (pm - rm) / s0
@@ -190,7 +200,7 @@ def _validate_values(leaf) -> None:
     _check_positive("post_var", pv)
     _check_positive("prior_var", v0)
     _check_positive("red_var", rv, allow_zero=True)
-    d = rv / v0 + pv / v0 * ((v0 - rv) / v0)
+    d = _ratios(pv, v0, rv, np)[2]
     if (d <= 0).any():
         raise ValueError(
             "red_var: the reduced posterior precision 1/post_var + 1/red_var - 1/prior_var must be > 0, "

@@ -78,12 +78,19 @@ def scalar_cases(draw, spike=None, var_exp=(-3.0, 3.0), mean=means):
     return pm, pv, m0, v0, rm, rv
 
 
+def _d_condition(pv, v0, rv):
+    """d = a + r - ar and its relative condition: 1 unless a, r > 1, where d = 1 - (a-1)(r-1) can cancel."""
+    a, r = pv / v0, rv / v0
+    d = a + r - a * r
+    return d, (1 + (a - 1) * (r - 1)) / d if (a > 1 and r > 1) else 1.0
+
+
 def _std_scale(pm, pv, m0, v0, rm, rv):
     """The size of the terms ΔF is made of: an error scale for comparisons (a condition number)."""
     a, r = pv / v0, rv / v0
-    d = r + a * (v0 - rv) / v0
+    d, kappa = _d_condition(pv, v0, rv)
     z, v, u = (pm - m0) ** 2 / v0, (rm - m0) ** 2 / v0, (pm - rm) ** 2 / v0
-    return 1 + (u + r * z + a * v) / d + (r + a * abs(1 - r)) / d + abs(np.log(d))
+    return 1 + (u + r * z + a * v) / d * kappa + kappa + abs(np.log(d))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,6 +308,7 @@ def test_node_delta_f_follows_node_groups():
     np.testing.assert_allclose(df["dense_0"]["b"], bmr.delta_f(params["dense_0"]["b"], 0.1, 0.0, 2.0))
 
 
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")  # quad's own roundoff notice
 @given(scalar_cases(var_exp=(-1.5, 1.5), mean=reals(-3, 3)))
 def test_matches_numerical_integration(case):
     """ΔF == ln ∫ q(w) p̃(w) / p(w) dw by adaptive quadrature (red_var > 0)."""
@@ -360,7 +368,7 @@ def test_float32_agrees_with_float64(case):
     assert abs(float(df32) - float(bmr.delta_f(*c64))) <= 50 * np.finfo(np.float32).eps * scale
     m32, v32 = bmr.reduced_posterior(*c32)
     m64, v64 = bmr.reduced_posterior(*c64)
-    assert abs(float(v32) - float(v64)) <= 50 * np.finfo(np.float32).eps * float(v64)
+    assert abs(float(v32) - float(v64)) <= 50 * np.finfo(np.float32).eps * float(v64) * _d_condition(*c64[1::2])[1]
 
 
 @given(problems(max_k=4, max_n=10, correlated=False))
