@@ -1,0 +1,232 @@
+"""The main comparison: every network × inference scheme on one dataset, fitted, pruned and evaluated.
+
+    python -m experiments.compare [--quick] [--nets mlp lenet vit mixer]
+                                  [--methods map gaussian-bmr horseshoe ss-ig ss-gl ss-ghs laplace-opd]
+                                  [--dataset digits] [--steps N] [--hidden 100 100] [--no-creg]
+                                  [--opd-sparsity 0.8] [--opd-node-sparsity 0.5] [--seed 0] [--out results]
+
+Methods and how each is pruned:
+
+* ``map``: Adam on the log posterior under ``N(0, 1)`` (``infer.laplace.map_train``), unpruned;
+* ``gaussian-bmr``: mean-field SVI under ``N(0, 1)``, then Bayesian model reduction: a weight goes to
+  the spike when its ΔF > 0 and a node when the ΔF of its incoming group is > 0;
+* ``horseshoe``: SVI under the tiered (node-wise) regularised horseshoe in non-centred form, pruned by
+  the same BMR rule on the non-centred weights (the package's shrinkage rule for it);
+* ``ss-ig``, ``ss-gl``, ``ss-ghs``: SVI with node indicators, keep node j when ``σ(θ_j) >= 0.5``;
+  ``ss-ghs`` runs twice, with ``c_reg = 1`` and ``c_reg = k_l + 1`` (``"fan_in"``), column ``c_reg``;
+* ``laplace-opd``: MAP with online marginal-likelihood learning of a per-layer prior precision and a
+  diagonal GGN Laplace (``infer.laplace.laplace``), then OPD scores ``P_ii θ_i²`` prune the MAP: two
+  rows, ``pruning = "opd-weight"`` (global unstructured, ``--opd-sparsity``) and ``"opd-node"``
+  (structured, ``--opd-node-sparsity`` of the nodes of every prunable layer).
+
+SVI uses Adam (``--lr``), Concrete T = 0.5 with straight-through indicators and a linear KL warm-up
+over the first half of the steps (as ``experiments.svi_sparsity``); SVI methods are evaluated with
+``--samples`` posterior draws of the pruned network, MAP and Laplace-OPD at the (pruned) MAP.
+
+Writes ``<out>/compare.csv`` (one row per run: accuracy, NLL, Brier, ECE, weight sparsity,
+compression, nodes kept overall and per layer, FLOPs ratio of the compacted network, wall time) and,
+per run, ``<out>/compare/<run>.npz`` (column ``summary``): ``absmean/<layer>`` (|posterior mean| of
+the layer's weights), ``first_layer`` (posterior mean of the first layer's weights), ``history/*``
+(validation step, accuracy, NLL and overall fraction of nodes kept over training, where recorded)
+and ``nodes_kept/<layer>`` (final per-layer fraction kept).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+import pandas as pd
+
+from experiments._cli import parser, run_grid
+from experiments.svi_sparsity import combine, make_prior
+from sparsebnn import compact, metrics, nets, priors, prune
+from sparsebnn import data as datasets
+from sparsebnn.infer import svi
+from sparsebnn.infer.laplace import laplace, map_train, posterior_precision
+from sparsebnn.results import config_key
+
+NETS = ("mlp", "lenet", "vit", "mixer")
+METHODS = ("map", "gaussian-bmr", "horseshoe", "ss-ig", "ss-gl", "ss-ghs", "laplace-opd")
+SVI_PRIORS = {"gaussian-bmr": "gaussian", "horseshoe": "horseshoe", "ss-ig": "ss-ig", "ss-gl": "ss-gl",
+              "ss-ghs": "ss-ghs"}
+SUMMARY_COLUMNS = ["net", "method", "c_reg", "pruning", "accuracy", "nll", "ece", "weight_sparsity", "nodes_kept",
+                   "compression_ratio", "flops_ratio", "wall_time_s"]
+
+
+def build_net(name: str, ds: datasets.Dataset, hidden: list[int], width: int = 32, depth: int = 2):
+    """The compared architectures, sized for small images (patch 2 for ViT/Mixer, SAME-padded LeNet-5)."""
+    if name == "mlp":
+        return nets.mlp([ds.in_dim, *hidden, ds.out_dim])
+    if ds.image_shape is None:
+        raise ValueError(f"--nets {name} needs image data; {ds.name} has none")
+    shape = ds.image_shape
+    if name == "lenet":
+        return nets.lenet5(shape, ds.out_dim, padding="SAME")
+    if name == "vit":
+        return nets.vit(shape, ds.out_dim, patch=2, width=width, depth=depth, heads=4)
+    if name == "mixer":
+        return nets.mixer(shape, ds.out_dim, patch=2, width=width, depth=depth)
+    raise ValueError(f"unknown net {name!r}; choose from {NETS}")
+
+
+def run_name(config: dict) -> str:
+    """A file stem unique to the configuration: readable prefix + hash of the full config."""
+    tag = f"_creg-{config['c_reg']}" if "c_reg" in config else ""
+    digest = hashlib.sha1(config_key(config).encode()).hexdigest()[:10]
+    return f"{config['dataset']}_{config['net']}_{config['method']}{tag}_s{config['seed']}_{digest}"
+
+
+def save_npz(path: Path, arrays: dict) -> None:
+    """``np.savez`` atomically (temporary file + ``os.replace`` in the same folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _summaries(net, mean_params, history: list, masks: dict | None) -> dict:
+    out = {f"absmean/{l.name}": np.abs(np.asarray(mean_params[l.name]["w"], np.float32)).ravel() for l in net.layers}
+    out["first_layer"] = np.asarray(mean_params[net.layers[0].name]["w"], np.float32)
+    out["first_layer_kept"] = (np.asarray(masks[net.layers[0].name]) if masks and net.layers[0].name in masks
+                               else np.ones(net.layers[0].n_nodes, bool))
+    for k in ("step", "val_accuracy", "val_nll", "nodes_kept"):
+        if history and all(k in h for h in history):
+            out[f"history/{k}"] = np.array([h[k] for h in history], np.float64)
+    for k, m in (masks or {}).items():
+        out[f"nodes_kept/{k}"] = np.float64(np.mean(m))
+    return out
+
+
+def _evaluate(net, outputs, ds, params, masks) -> dict:
+    small = compact.compact(net, params, masks)[0] if masks else None
+    row = metrics.evaluate(outputs, ds.test.y, params=params, masks=masks or None,
+                           net=net if small is not None else None, compact_net=small)
+    if not masks:
+        row["flops_ratio"] = 1.0
+    return row
+
+
+def _fit_svi(config, net, ds):
+    steps, warmup = config["steps"], config["steps"] // 2
+    name = SVI_PRIORS[config["method"]]
+    prior = priors.get(name, c_reg=config["c_reg"]) if "c_reg" in config else make_prior(name)
+    beta = optax.linear_schedule(1e-3, 1.0, warmup) if warmup else 1.0
+    return svi(net, prior, ds, num_steps=steps, batch_size=config["batch_size"], optimizer=optax.adam(config["lr"]),
+               kl_weight=beta, eval_every=max(steps // 20, 1), chunk_size=max(steps // 20, 1), seed=config["seed"],
+               progress=config.get("progress", False))
+
+
+def run(config: dict, out: Path) -> list[dict]:
+    """Fit, prune and evaluate one (net, method); write its npz summary; return its row(s)."""
+    ds = datasets.load(config["dataset"], seed=config["seed"], flat=config["net"] == "mlp")
+    net = build_net(config["net"], ds, config["hidden"])
+    key = jax.random.key(config["seed"])
+    n_train, batch, method = len(ds.train.y), config["batch_size"], config["method"]
+    epochs = max(1, round(config["steps"] * batch / n_train))
+    stem = run_name({k: v for k, v in config.items() if k != "progress"})
+    summary = f"compare/{stem}.npz"
+    t0 = time.perf_counter()
+    rows = []
+    if method == "map":
+        params, losses = map_train(net, net.init(key), tuple(ds.train), epochs=epochs, batch_size=batch,
+                                   lr=config["lr"], seed=config["seed"])
+        wall = time.perf_counter() - t0
+        outputs = np.asarray(jax.jit(net.apply)(params, ds.test.x))[None]
+        rows.append(dict(pruning="none", wall_time_s=wall, **_evaluate(net, outputs, ds, params, None)))
+        arrays = _summaries(net, params, [], None)
+    elif method == "laplace-opd":
+        post = laplace(net, ds.train, prior_structure="layer", curvature="diag", epochs=epochs, batch_size=batch,
+                       lr=config["lr"], marglik_every=max(epochs // 10, 1), marglik_burnin=max(epochs // 5, 1),
+                       hyper_steps=50, seed=config["seed"], progress=False)
+        wall = time.perf_counter() - t0
+        params = post.params
+        scores = prune.opd(params, posterior_precision(post))
+        node = prune.node_mask(net, scores, config["opd_node_sparsity"])
+        node = {k: np.asarray(v) for k, v in node.items()}
+        for pruning, mask, masks in (
+            ("opd-weight", prune.weight_mask(net, scores, config["opd_sparsity"]), None),
+            ("opd-node", prune.node_mask_to_weights(net, params, node), node),
+        ):
+            pruned = prune.apply_mask(params, mask)
+            outputs = np.asarray(jax.jit(net.apply)(pruned, ds.test.x))[None]
+            rows.append(dict(pruning=pruning, wall_time_s=wall, **_evaluate(net, outputs, ds, pruned, masks)))
+        arrays = _summaries(net, params, [], node)
+    elif method in SVI_PRIORS:
+        post = _fit_svi(config, net, ds)
+        wall = time.perf_counter() - t0
+        masks = post.node_masks()
+        pruned_masks = masks if post.prior.indicators else combine(masks, post.weight_masks())
+        k_pred, k_mean = jax.random.split(key)
+        outputs = np.asarray(post.predict(ds.test.x, k_pred, config["samples"], masks=pruned_masks))
+        params = post.mean_params(k_mean, config["samples"], masks=pruned_masks)
+        rows.append(dict(pruning="indicator" if post.prior.indicators else "bmr", wall_time_s=wall,
+                         steps_per_s=post.steps_per_s, final_loss=float(post.losses[-20:].mean()),
+                         **_evaluate(net, outputs, ds, params, masks)))
+        arrays = _summaries(net, post.mean_params(k_mean, config["samples"]), post.history, masks)
+    else:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    save_npz(out / summary, arrays)
+    return [{**r, "summary": summary} for r in rows]
+
+
+def configs(nets_, methods, dataset, steps, hidden, batch_size, lr, samples, seed, opd_sparsity, opd_node_sparsity,
+            creg=True) -> list[dict]:
+    out = []
+    for n in nets_:
+        for m in methods:
+            base = dict(dataset=dataset, net=n, method=m, steps=steps, hidden=list(hidden), batch_size=batch_size,
+                        lr=lr, samples=samples, seed=seed)
+            if m == "laplace-opd":
+                base.update(opd_sparsity=opd_sparsity, opd_node_sparsity=opd_node_sparsity)
+            if m == "ss-ghs":
+                out += [{**base, "c_reg": c} for c in ((1.0, "fan_in") if creg else (1.0,))]
+            else:
+                out.append(base)
+    return out
+
+
+def summary_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The headline columns, one row per (net, method, c_reg, pruning)."""
+    return table[[c for c in SUMMARY_COLUMNS if c in table.columns]]
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    p = parser("compare", __doc__.splitlines()[0])
+    p.add_argument("--nets", nargs="+", choices=NETS, default=["mlp", "lenet"])
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--dataset", default="digits", choices=sorted(datasets.LOADERS))
+    p.add_argument("--steps", type=int, default=4000, help="SVI steps (MAP/Laplace: the same number of examples)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[100, 100], help="MLP hidden widths (default 100 100)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--samples", type=int, default=32, help="posterior draws for evaluation")
+    p.add_argument("--opd-sparsity", type=float, default=0.8, help="Laplace-OPD unstructured sparsity")
+    p.add_argument("--opd-node-sparsity", type=float, default=0.5, help="Laplace-OPD fraction of nodes pruned")
+    p.add_argument("--no-creg", action="store_true", help="skip the SS-GHS c_reg = k_l + 1 run")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.hidden, args.samples = min(args.steps, 100), [16, 16], 4
+    grid = configs(args.nets, args.methods, args.dataset, args.steps, args.hidden, args.batch_size, args.lr,
+                   args.samples, args.seed, args.opd_sparsity, args.opd_node_sparsity, creg=not args.no_creg)
+    table = run_grid(grid, lambda c: run({**c, "progress": len(grid) == 1}, args.out), args.out / "compare.csv",
+                     overwrite=args.overwrite, desc="compare")
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
+        print(summary_table(table).to_string(index=False))
+    return table
+
+
+if __name__ == "__main__":
+    main()
