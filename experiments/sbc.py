@@ -24,6 +24,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro  # noqa: F401  (the package before its submodules; see sparsebnn.diagnostics)
 import numpyro.distributions as dist
 import pandas as pd
 from numpyro import handlers

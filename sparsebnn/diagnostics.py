@@ -21,8 +21,12 @@ from __future__ import annotations
 import warnings
 from typing import NamedTuple
 
-import arviz as az
-import numpy as np
+# numpyro before arviz: arviz_base registers a lazy ``numpyro`` module, and a later
+# ``import numpyro.distributions`` (without ``import numpyro`` first) then leaves
+# ``numpyro.distributions.distribution`` unset, which breaks ``numpyro.factor``.
+import numpyro  # noqa: F401
+import arviz as az  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 class DiagnosticsWarning(UserWarning):

@@ -16,19 +16,23 @@ keeps the prior's own setting.
 **Node indicators, exactly.** NUTS needs continuous targets, so the Bernoulli node indicators
 ``"L.z"`` of the spike-and-slab priors are handled by one of two exact schemes:
 
-* ``indicators="gibbs"`` (default): :class:`numpyro.infer.DiscreteHMCGibbs` with Liu's modified
+* ``indicators="enumerate"``: the indicators are summed out, NUTS runs on the marginal
+  ``p(θ | y) ∝ Σ_z p(z) p(θ) p(y | z, θ)`` (``2^K`` network evaluations per gradient for ``K``
+  indicators), then ``z`` is drawn exactly from ``p(z | θ, y)`` per draw and the inclusion
+  probabilities are Rao–Blackwellised, ``E[p(z_j = 1 | θ, y)]``. Nodes switch on and off smoothly:
+  no Metropolis step has to accept a whole node at once.
+* ``indicators="gibbs"``: :class:`numpyro.infer.DiscreteHMCGibbs` with Liu's modified
   (Metropolised) Gibbs proposal: every MCMC step sweeps all indicators in random order, each
   proposing the flip ``z_j → 1 − z_j`` accepted with ``min(1, p(flip | rest) / p(current | rest))``
   (one likelihood evaluation per indicator; for binary variables this dominates plain Gibbs in
-  Peskun order), then one NUTS transition of every continuous site given ``z``. Cost grows
-  linearly in the number of nodes. MixedHMC is not used: it wraps plain HMC with a fixed
-  trajectory length, not NUTS.
-* ``indicators="enumerate"``: the indicators are summed out, NUTS runs on the marginal
-  ``p(θ | y) ∝ Σ_z p(z) p(θ) p(y | z, θ)`` (``2^K`` network evaluations for ``K`` indicators; at
-  most ``max_enumerate`` configurations), then ``z`` is drawn exactly from ``p(z | θ, y)`` per draw
-  and the inclusion probabilities are Rao–Blackwellised, ``E[p(z_j = 1 | θ, y)]``. No pseudo-prior
-  trap (slab weights of switched-off nodes drifting far from useful values), at exponential cost:
-  for tiny networks and as an independent check of the Gibbs scheme.
+  Peskun order), then one NUTS transition of every continuous site given ``z``. Linear cost in
+  ``K``, but a switched-off node's slab weights drift under the prior (the pseudo-prior), so
+  switching it back on is rarely accepted when the data are informative: indicators mix slowly
+  (measured on a 1-4-1 teacher regression, 4 chains × 300 draws: indicator bulk ESS 27 and
+  R-hat 1.11 with Gibbs vs 283 and 1.01 with enumeration, which was also faster).
+* ``indicators="auto"`` (default): enumerate when ``2^K <= max_enumerate`` (1024), else Gibbs.
+
+MixedHMC is not used: it wraps plain HMC with a fixed trajectory length, not NUTS.
 
 **Chains.** ``chain_method="auto"`` runs chains in parallel when there are at least
 ``num_chains`` local devices, else sequentially (vectorised chains are available for models
@@ -56,6 +60,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro  # noqa: F401  (the package before its submodules; see sparsebnn.diagnostics)
 import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.infer import MCMC, NUTS, DiscreteHMCGibbs
@@ -71,7 +76,7 @@ from sparsebnn.priors.base import Prior
 from .guides import model_sites
 from .svi import _effective, _fixed_prior_variances, _split_data
 
-INDICATORS = ("gibbs", "enumerate")
+INDICATORS = ("auto", "enumerate", "gibbs")
 CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
 INITS = ("shared", "dispersed")
 
@@ -81,7 +86,7 @@ _STATS = {  # numpyro HMCState field -> ArviZ sample_stats name
     "potential_energy": "lp",
     "num_steps": "n_steps",
     "adapt_state.step_size": "step_size",
-    "mean_accept_prob": "acceptance_rate",
+    "accept_prob": "acceptance_rate",
 }
 
 
@@ -324,7 +329,7 @@ class Sampler:
     num_chains: int = 4
     thinning: int = 1
     chain_method: str = "auto"
-    indicators: str = "gibbs"
+    indicators: str = "auto"
     target_accept: float = 0.9
     max_tree_depth: int = 10
     dense_mass: bool = False
@@ -352,13 +357,15 @@ class Sampler:
         if method == "parallel" and self.num_chains > 1 and jax.local_device_count() < self.num_chains:
             raise ValueError(f"chain_method='parallel' needs {self.num_chains} devices, found {jax.local_device_count()}; "
                              f"call numpyro.set_host_device_count({self.num_chains}) before JAX starts, or use 'sequential'")
+        self.method = method
+        n_z = sum(math.prod(s.shape) for s in self.z_sites)
+        if self.indicators == "auto":
+            self.indicators = "enumerate" if 2**n_z <= self.max_enumerate else "gibbs"
         if method == "vectorized" and self.z_sites and self.indicators == "gibbs":
             raise ValueError("chain_method='vectorized' does not support Gibbs updates of indicators; use 'sequential'")
-        self.method = method
         self.enumerated = bool(self.z_sites) and self.indicators == "enumerate"
         nuts_kw = dict(target_accept_prob=self.target_accept, max_tree_depth=self.max_tree_depth, dense_mass=self.dense_mass)
         if self.enumerated:
-            n_z = sum(math.prod(s.shape) for s in self.z_sites)
             if 2**n_z > self.max_enumerate:
                 raise ValueError(f"enumerating {n_z} indicators needs 2^{n_z} configurations > max_enumerate="
                                  f"{self.max_enumerate}; use indicators='gibbs'")
@@ -523,7 +530,7 @@ class Sampler:
 
 
 def batched_sampler(model: BNN, x_example, y_example, *, num_warmup: int = 300, num_samples: int = 100,
-                    thinning: int = 1, target_accept: float = 0.9, max_tree_depth: int = 10):
+                    thinning: int = 1, target_accept: float = 0.9, max_tree_depth: int = 10, init: str = "dispersed"):
     """One jitted function running NUTS on many datasets of the same shapes at once (one chain each).
 
     Returns ``run(keys, xs, ys) -> (samples, stats)`` with ``keys`` ``(B,)``, ``xs`` ``(B, N, ...)``,
@@ -531,7 +538,9 @@ def batched_sampler(model: BNN, x_example, y_example, *, num_warmup: int = 300, 
     ``{"diverging", "n_steps"}`` ``(B, num_samples)``. Built from NumPyro's functional
     :func:`numpyro.infer.hmc.hmc` (NUTS with step-size and diagonal mass-matrix adaptation), vmapped
     over datasets and compiled once: for simulation-based calibration and other repeated fits.
-    Each chain starts at :meth:`BNN.init_sites` drawn from its key. Models without node indicators only.
+    Each chain starts at :meth:`BNN.init_sites` drawn from its key (``init="dispersed"``) or from one
+    fixed key (``"shared"``: every chain at the same point, as :func:`nuts`'s default). Models without
+    node indicators only.
     """
     from numpyro.infer.hmc import hmc
     from numpyro.infer.util import initialize_model
@@ -542,6 +551,8 @@ def batched_sampler(model: BNN, x_example, y_example, *, num_warmup: int = 300, 
             raise ValueError(f"{name} must be a {'non-negative' if name == 'num_warmup' else 'positive'} integer; got {v!r}")
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept must lie in (0, 1); got {target_accept!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}; got {init!r}")
     fn = handlers.block(model, hide=["f"])
     sites = model_sites(fn, x_example, y_example)
     if any(s.discrete for s in sites):
@@ -553,7 +564,7 @@ def batched_sampler(model: BNN, x_example, y_example, *, num_warmup: int = 300, 
 
     def one(key, x, y):
         k_init, k_run = jax.random.split(key)
-        start = model.init_sites(k_init, n_data=n_data)
+        start = model.init_sites(jax.random.key(0) if init == "shared" else k_init, n_data=n_data)
         u = {s.name: biject_to(s.support).inv(jnp.broadcast_to(start[s.name], s.shape)) for s in sites}
         state = init_kernel(u, num_warmup, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
                             model_args=(x, y), rng_key=k_run)
@@ -594,7 +605,7 @@ def nuts(
     num_chains: int = 4,
     thinning: int = 1,
     chain_method: str = "auto",
-    indicators: str = "gibbs",
+    indicators: str = "auto",
     init: str | Mapping = "shared",
     target_accept: float = 0.9,
     max_tree_depth: int = 10,
