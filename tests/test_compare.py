@@ -1,0 +1,74 @@
+"""The main comparison and its figures, end to end in --quick mode (MLP, three methods)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import compare
+from paper_figures import compare as figs
+from sparsebnn import data as datasets
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    table = compare.main(["--quick", "--out", str(out / "results"), "--nets", "mlp", "--methods", "map", "ss-gl",
+                          "laplace-opd", "--steps", "60", "--opd-sparsity", "0.8", "--opd-node-sparsity", "0.5"])
+    return out, table
+
+
+def test_quick_table(quick, capsys):
+    out, table = quick
+    saved = pd.read_csv(out / "results" / "compare.csv")
+    assert len(saved) == len(table) == 4  # map, ss-gl, laplace-opd x {weights, nodes}
+    assert set(saved["method"]) == {"map", "ss-gl", "laplace-opd"}
+    for col in ("accuracy", "nll", "ece", "weight_sparsity", "compression_ratio", "flops_ratio", "wall_time_s",
+                "jax", "summary"):
+        assert col in saved and saved[col].notna().all(), col
+    by = {(r.method, r.pruning): r for r in saved.itertuples()}
+    assert by["map", "none"].weight_sparsity == 0 and by["map", "none"].flops_ratio == 1
+    # OPD prunes exactly the stated fraction of all layer parameters (the MLP has only layers) ...
+    assert by["laplace-opd", "opd-weight"].weight_sparsity == pytest.approx(0.8, abs=1e-3)
+    # ... and half of the nodes of each hidden layer, so the compacted network is cheaper.
+    node = saved[saved["pruning"] == "opd-node"].iloc[0]
+    assert node["nodes_kept/dense_0"] == node["nodes_kept/dense_1"] == 0.5
+    assert 0 < node["flops_ratio"] < 1
+    assert ((saved["accuracy"] > 0.1) & (saved["accuracy"] <= 1)).all()
+    # Per-run posterior summaries.
+    ss = saved[saved["method"] == "ss-gl"].iloc[0]
+    with np.load(out / "results" / ss["summary"]) as d:
+        assert d["first_layer"].shape == (64, 16)
+        assert {"absmean/dense_0", "absmean/dense_2", "history/step", "history/val_accuracy",
+                "history/nodes_kept", "nodes_kept/dense_0"} <= set(d.files)
+        assert np.all(d["absmean/dense_1"] >= 0) and d["absmean/dense_1"].shape == (16 * 16,)
+    # Resume: nothing recomputed, same table.
+    again = compare.main(["--quick", "--out", str(out / "results"), "--nets", "mlp", "--methods", "map", "ss-gl",
+                          "laplace-opd", "--steps", "60"])
+    assert "already done" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), saved, check_dtype=False)
+
+
+def test_figures(quick, tmp_path):
+    out, _ = quick
+    paths = figs.make(out / "results", tmp_path)
+    stems = {p.stem for p in paths}
+    assert {"compare_metrics", "compare_pruned", "compare_cost", "compare_cdf", "compare_first_layer",
+            "compare_training"} <= stems
+    assert all(p.stat().st_size > 0 for p in paths)
+    assert figs.make(tmp_path / "nothing", tmp_path) == []
+
+
+def test_creg_plot_and_labels():
+    table = pd.DataFrame({"net": ["mlp", "mlp"], "method": ["ss-ghs", "ss-ghs"], "c_reg": ["1.0", "fan_in"],
+                          "pruning": ["indicator"] * 2, "accuracy": [0.9, 0.92]})
+    assert list(figs.labelled(table)["label"]) == ["SS-GHS", r"SS-GHS $c=k_l{+}1$"]
+    fig = figs.plot_creg(table, {"a": {"dense_0": 0.5, "dense_1": 0.25}, "b": {"dense_0": 0.75, "dense_1": 1.0}})
+    assert len(fig.axes) == 2
+
+
+def test_bad_net():
+    ds = datasets.load("digits")
+    with pytest.raises(ValueError, match="unknown net"):
+        compare.build_net("alexnet", ds, [8])
+    with pytest.raises(SystemExit):
+        compare.main(["--nets", "alexnet"])
