@@ -250,10 +250,10 @@ def test_ss_ghs_slab_marginal():
     assert np.all(np.abs(np.asarray(v["dense_0.w"])) < 7 * sigma0)  # ŝ <= c = 1 caps the slab
 
 
-@pytest.mark.parametrize("cls", [priors.SpikeSlabIG, priors.SpikeSlabGroupHorseshoe])  # SS-GL shares the code
-def test_spike_slab_indicators_and_output_layer(cls):
+def test_spike_slab_indicators_and_output_layer():
+    """(SS-IG and SS-GL share this code with SS-GHS: :class:`sparsebnn.priors.SpikeSlab`.)"""
     pi = 0.3
-    params, v = draw(cls(pi=pi), NET, 2000, jax.random.key(4))
+    params, v = draw(priors.SpikeSlabGroupHorseshoe(pi=pi), NET, 2000, jax.random.key(4))
     z = np.asarray(v["dense_0.z"])
     assert stats.binomtest(int(z.sum()), z.size, pi).pvalue > 1e-3
     off = z == 0  # (n, nodes): switched-off nodes have exactly zero weights and bias
@@ -378,8 +378,10 @@ def test_conv_layers_get_node_groups_on_last_axis():
     net = Network("c", init, lambda p, x: x, (layer, Layer("out", "dense", 5, 2, prunable=False)), (4, 4, 2), 2)
     init2 = lambda key: {**init(key), "out": {"w": jnp.zeros((5, 2)), "b": jnp.zeros(2)}}  # noqa: E731
     net = net._replace(init=init2)
-    params, v = draw(priors.SpikeSlabGroupHorseshoe(pi=0.5), net, 8, jax.random.key(6))
-    assert v["conv_0.z"].shape == (8, 5) and v["conv_0.tau"].shape == (8, 5)
-    off = np.asarray(v["conv_0.z"]) == 0
-    w = np.moveaxis(np.asarray(params["conv_0"]["w"]), -1, 1)  # (n, nodes, 3, 3, 2)
-    assert np.all(w[off] == 0)
+    prior = priors.SpikeSlabGroupHorseshoe(pi=0.5)
+    v = random_point(prior, net, np.random.default_rng(6))
+    assert v["conv_0.z"].shape == (5,) and v["conv_0.tau"].shape == (5,) and v["conv_0.w"].shape == (3, 3, 2, 5)
+    v["conv_0.z"] = np.array([1.0, 0.0, 1.0, 0.0, 0.0])
+    params = jax.jit(lambda v: handlers.substitute(prior, data=v)(net, N_DATA))(v)
+    w = np.asarray(params["conv_0"]["w"])
+    assert np.all(w[..., [1, 3, 4]] == 0) and np.all(w[..., [0, 2]] != 0)

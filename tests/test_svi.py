@@ -14,7 +14,7 @@ from numpyro.infer import TraceMeanField_ELBO
 from scipy import special
 
 from sparsebnn import bmr, nets, priors
-from sparsebnn.infer import MeanFieldGuide, svi
+from sparsebnn.infer import MeanFieldGuide, SVIPosterior, svi
 from sparsebnn.model import BNN
 
 
@@ -60,7 +60,7 @@ def test_spike_slab_elbo_terms():
     elbo = TraceMeanField_ELBO(sum_sites=False)
     with jax.enable_x64(True):
         params = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
-        terms = elbo.loss(jax.random.key(0), params, model, functools.partial(guide, temperature=0.5), x, y)
+        terms = jax.jit(lambda p: elbo.loss(jax.random.key(0), p, model, functools.partial(guide, temperature=0.5), x, y))(params)
     theta = np.asarray(params["dense_0.z.logits"])
     q = special.expit(theta)
     kl_z = np.sum(q * np.log(q / pi) + (1 - q) * np.log((1 - q) / (1 - pi)))
@@ -121,9 +121,18 @@ def test_posterior_object_spike_slab():
         post.node_masks("bmr")
 
 
+def untrained_posterior(prior, x, y, seed=0):
+    """A posterior object with random guide parameters (no training: checks the bookkeeping only)."""
+    model = BNN(NET, prior)
+    guide = MeanFieldGuide(model, x[:8], y[:8], n_data=len(x))
+    rng = np.random.default_rng(seed)
+    params = {k: jnp.asarray(v + rng.normal(0, 0.5, np.shape(v)), jnp.float32) for k, v in guide.init_params.items()}
+    return SVIPosterior(model, guide, params, len(x), np.zeros(0), [], 0.0, 0.0)
+
+
 def test_gaussian_posterior_prunes_with_bmr():
     x, y = digits_subset()
-    post = svi(NET, priors.Gaussian(sigma0=0.5), (x, y), num_steps=40, batch_size=32, chunk_size=40, progress=False)
+    post = untrained_posterior(priors.Gaussian(sigma0=0.5), x, y)
     with pytest.raises(ValueError, match="indicator"):
         post.node_masks("indicator")
     df = post.delta_f()
@@ -133,22 +142,24 @@ def test_gaussian_posterior_prunes_with_bmr():
     np.testing.assert_array_equal(masks["dense_0"], np.asarray(bmr.node_delta_f(df, NET.layers[0])) <= 0)
     wm = post.weight_masks()
     np.testing.assert_array_equal(wm["dense_1"]["w"], np.asarray(df["dense_1"]["w"]) <= 0)
-    # iterative BMR: the pruned weights' prior becomes a spike; their effective weights are exactly 0
+    assert 0 < wm["dense_1"]["w"].sum() < wm["dense_1"]["w"].size
+    # iterative BMR: the pruned weights' prior becomes a spike; SVI keeps their effective weights at exactly 0
     spike = {k: {kk: np.where(v, 0.25, 0.0) for kk, v in m.items()} for k, m in wm.items()}
     post2 = svi(NET, priors.Gaussian(sigma0=0.5, variance=spike), (x, y), num_steps=20, batch_size=32,
                 chunk_size=20, progress=False, init=post.params)
     w = np.asarray(post2.sample_params(jax.random.key(0), 2)["dense_1"]["w"])
-    assert np.all(w[:, ~wm["dense_1"]["w"]] == 0)
+    assert np.all(w[:, ~wm["dense_1"]["w"]] == 0) and np.all(w[:, wm["dense_1"]["w"]] != 0)
     np.testing.assert_array_equal(np.asarray(post2.delta_f()["dense_1"]["w"])[~wm["dense_1"]["w"]], 0.0)
 
 
 def test_horseshoe_bmr_on_decentered_sites():
     x, y = digits_subset()
-    post = svi(NET, priors.RegularizedHorseshoe(tiered=True), (x, y), num_steps=20, batch_size=32, chunk_size=20,
-               progress=False)
+    post = untrained_posterior(priors.RegularizedHorseshoe(tiered=True), x, y)
     mu, sd = post.normal_factors()["dense_0.w_decentered"]
     np.testing.assert_allclose(post.delta_f()["dense_0"]["w"], bmr.delta_f(mu, sd**2, 0.0, 1.0, 0.0, 0.0), rtol=1e-6)
     assert post.node_masks()["dense_0"].shape == (16,)
+    with pytest.raises(ValueError, match="BMR"):
+        untrained_posterior(priors.RegularizedHorseshoe(centered=True), x, y).delta_f()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,132 @@
+"""Sparsity priors fitted by SVI: accuracy, calibration and node sparsity of the pruned network.
+
+    python -m experiments.svi_sparsity [--prior map gaussian horseshoe ss-ig ss-gl ss-ghs] [--net mlp]
+                                       [--dataset digits] [--hidden 400 400] [--steps 8000] [--batch-size 128]
+                                       [--lr 2e-3] [--warmup 4000] [--samples 64] [--quick] [--seed 0]
+                                       [--out results] [--overwrite]
+
+For every prior, :func:`sparsebnn.infer.svi` fits the mean-field posterior (Adam, Concrete T = 0.5
+with straight-through indicators, a linear KL warm-up ``β: 0 → 1`` over ``--warmup`` steps, then
+the plain ELBO), the network is pruned by the prior's own rule and evaluated on the test split with
+``--samples`` posterior draws:
+
+* spike-and-slab priors (ss-ig, ss-gl, ss-ghs): keep node j when ``σ(θ_j) >= 0.5``;
+* gaussian and horseshoe (non-centred ``ε ~ N(0, 1)`` sites): Bayesian model reduction, a weight is
+  moved to the spike when its ΔF > 0 and a node when the ΔF of its incoming group is > 0;
+* map: Adam on the log posterior under ``N(0, 1)`` (``sparsebnn.infer.laplace.map_train``, same
+  steps and batch), unpruned, the reference accuracy.
+
+One row per prior in ``<out>/svi_sparsity.csv``: accuracy, NLL, Brier, ECE (10 equal-width bins) and
+ECE (20 equal-mass bins), nodes kept overall and per layer, weight sparsity and compression ratio
+(total / nonzero parameters of the pruned network), FLOPs ratio (compacted / dense forward pass,
+2 × multiply–accumulates, ``sparsebnn.compact.flops``), wall time (compilation included) and
+steady-state steps per second.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+import optax
+import pandas as pd
+
+from experiments._cli import parser, run_grid
+from sparsebnn import compact, metrics, nets, priors
+from sparsebnn import data as datasets
+from sparsebnn.infer import svi
+from sparsebnn.infer.laplace import map_train
+
+PRIORS = ("map", "gaussian", "horseshoe", "ss-ig", "ss-gl", "ss-ghs")
+NETS = ("mlp", "lenet5", "lenet5_caffe")
+
+
+def build_net(name: str, dataset: datasets.Dataset, hidden: list[int]):
+    if name == "mlp":
+        return nets.mlp([dataset.in_dim, *hidden, dataset.out_dim])
+    shape = dataset.image_shape
+    if shape is None:
+        raise ValueError(f"--net {name} needs image data; {dataset.name} has none")
+    return getattr(nets, name)(shape, dataset.out_dim)
+
+
+def make_prior(name: str) -> priors.Prior:
+    """The compared priors; the horseshoe is the tiered (node-wise) one, non-centred, so BMR prunes it."""
+    if name == "horseshoe":
+        return priors.RegularizedHorseshoe(tiered=True)
+    return priors.get(name)
+
+
+def combine(node_masks: dict, weight_masks: dict) -> dict:
+    """Weight masks ``{layer: {"w", "b"}}`` that also drop the incoming groups of pruned nodes."""
+    out = {k: {kk: np.asarray(m) for kk, m in v.items()} for k, v in weight_masks.items()}
+    for k, m in node_masks.items():
+        out[k] = {kk: out[k][kk] & np.asarray(m) for kk in ("w", "b")}
+    return out
+
+
+def run(config: dict) -> dict:
+    ds = datasets.load(config["dataset"], seed=config["seed"])
+    net = build_net(config["net"], ds, config["hidden"])
+    key = jax.random.key(config["seed"])
+    steps, batch = config["steps"], config["batch_size"]
+    row = {"task_n_train": len(ds.train.y)}
+    t0 = time.perf_counter()
+    if config["prior"] == "map":
+        epochs = max(1, round(steps * batch / len(ds.train.y)))
+        params, _ = map_train(net, net.init(key), tuple(ds.train), epochs=epochs, batch_size=batch, lr=config["lr"],
+                              seed=config["seed"])
+        wall = time.perf_counter() - t0
+        outputs = np.asarray(jax.jit(net.apply)(params, ds.test.x))[None]
+        masks, small = None, None
+        row.update(wall_time_s=wall, steps_per_s=epochs * len(ds.train.y) / batch / wall)
+    else:
+        warmup = config["warmup"]
+        beta = optax.linear_schedule(1e-3, 1.0, warmup) if warmup else 1.0
+        post = svi(net, make_prior(config["prior"]), ds, num_steps=steps, batch_size=batch,
+                   optimizer=optax.adam(config["lr"]), kl_weight=beta, seed=config["seed"], progress=config["progress"])
+        wall = time.perf_counter() - t0
+        masks = post.node_masks()
+        pruned = masks if post.prior.indicators else combine(masks, post.weight_masks())
+        k_pred, k_mean = jax.random.split(key)
+        outputs = np.asarray(post.predict(ds.test.x, k_pred, config["samples"], masks=pruned))
+        params = post.mean_params(k_mean, config["samples"], masks=pruned)
+        small, _ = compact.compact(net, params, masks)
+        row.update(wall_time_s=wall, steps_per_s=post.steps_per_s, final_loss=float(post.losses[-20:].mean()))
+    row.update(metrics.evaluate(outputs, ds.test.y, params=params, masks=masks, net=None if small is None else net,
+                                compact_net=small))
+    if masks is None:
+        row.update(compression_ratio=metrics.compression_ratio(params), flops_ratio=1.0)
+    return row
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    p = parser("svi_sparsity", __doc__.splitlines()[0])
+    p.add_argument("--prior", nargs="+", choices=PRIORS, default=list(PRIORS))
+    p.add_argument("--net", choices=NETS, default="mlp")
+    p.add_argument("--dataset", default="digits", choices=sorted(datasets.LOADERS))
+    p.add_argument("--hidden", type=int, nargs="+", default=[400, 400], help="MLP hidden widths (default 400 400)")
+    p.add_argument("--steps", type=int, default=8000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=None, help="KL warm-up steps (default steps / 2; 0: none)")
+    p.add_argument("--samples", type=int, default=64, help="posterior draws for evaluation")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.hidden, args.samples = 300, [32, 32], 8
+    warmup = args.steps // 2 if args.warmup is None else args.warmup
+    configs = [dict(prior=prior, net=args.net, dataset=args.dataset, hidden=list(args.hidden), steps=args.steps,
+                    batch_size=args.batch_size, lr=args.lr, warmup=warmup, samples=args.samples, seed=args.seed)
+               for prior in args.prior]
+    table = run_grid(configs, lambda c: run({**c, "progress": len(configs) == 1}),
+                     args.out / "svi_sparsity.csv", overwrite=args.overwrite, desc="svi_sparsity")
+    cols = ["prior", "accuracy", "nll", "ece", "nodes_kept", "compression_ratio", "flops_ratio", "wall_time_s", "steps_per_s"]
+    cols += sorted(c for c in table.columns if c.startswith("nodes_kept/"))
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 4):
+        print(table[[c for c in cols if c in table.columns]].to_string(index=False))
+    return table
+
+
+if __name__ == "__main__":
+    main()
