@@ -3,6 +3,7 @@
     sparsebnn list                       # the experiments and what each reproduces
     sparsebnn run <experiment> [args]    # same as python -m experiments.<experiment> [args]
     sparsebnn figures [--results R --out F]   # regenerate every figure from the results that exist
+    sparsebnn reproduce [--quick] [--scale cpu|full] ...   # same as python -m experiments.all: everything
 """
 
 from __future__ import annotations
@@ -35,11 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run an experiment (options after the name go to it)")
     run.add_argument("experiment")
     sub.add_parser("figures", help="regenerate every figure (options go to python -m paper_figures)")
+    sub.add_parser("reproduce", help="run every experiment, figure and summary table (options go to python -m experiments.all)",
+                   add_help=False)
     args, rest = p.parse_known_args(argv)
     if args.command == "list":
         for name, doc in experiments().items():
             print(f"{name:<20} {doc}")
         return 0
+    if args.command == "reproduce":
+        from experiments.all import main as reproduce
+
+        return reproduce(rest)
     if args.command == "run":
         names = experiments()
         if args.experiment not in names:

@@ -1,0 +1,328 @@
+"""Reproduce everything: run every comparison experiment, build every figure, write the summary tables.
+
+    python -m experiments.all [--quick] [--scale cpu|full] [--bench] [--only NAME ...] [--skip NAME ...]
+                              [--seed 0] [--out results] [--figures figures] [--overwrite] [--verbose]
+    sparsebnn reproduce ...                 # the same
+
+Each experiment runs as ``python -m experiments.<name> <scale arguments> --seed S --out OUT`` in its
+own process (its output goes to ``OUT/logs/<name>.log``; ``--verbose`` streams it instead), with a
+progress line and the elapsed time. Rerunning resumes: an invocation that finished with the same
+arguments is skipped (stamp in ``OUT/.reproduce/``), and every experiment itself skips finished
+configurations (``experiments._cli.run_grid``). A failed experiment is reported and the rest still
+run; the command exits non-zero at the end if any failed. Then every figure is regenerated
+(``paper_figures.build_all``) and ``OUT/summary.md`` / ``OUT/summary.tex`` summarise every results
+table that exists (config columns as rows, metrics averaged over seeds/replicates).
+
+Scales (``--quick`` overrides ``--scale`` and passes only ``--quick`` to each experiment):
+
+* ``cpu`` (default): the embedded data (``digits``, ``breast_cancer``, teacher networks) at the
+  reduced settings in :data:`EXPERIMENTS` — well under an hour on 2 CPU cores for the comparisons.
+* ``full``: the seeds' settings for a GPU: each experiment's own defaults (its full schedule), and
+  the image experiments once per dataset on the MNIST / Fashion-MNIST / CIFAR-10 files (see
+  ``sparsebnn.data.resolve_data_dir`` for where they are looked up).
+
+``--bench`` adds the benchmarks (``bench_*``), which are otherwise left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from sparsebnn.results import _VERSIONED
+
+IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+
+class Experiment(NamedTuple):
+    """One experiment module and its argument lists per scale (one process per argument list)."""
+
+    name: str
+    reproduces: str
+    cpu: tuple[tuple[str, ...], ...] = ((),)
+    full: tuple[tuple[str, ...], ...] = ((),)
+    bench: bool = False
+    tables: tuple[str, ...] = ()  # results tables summarised (default: <name>.csv)
+
+
+def _per_dataset(*args: str) -> tuple[tuple[str, ...], ...]:
+    return tuple((*args, "--dataset", d) for d in IMAGE_DATASETS)
+
+
+EXPERIMENTS: tuple[Experiment, ...] = (
+    Experiment("compare", "main comparison: priors x inference schemes (accuracy, NLL, ECE, sparsity, time)",
+               cpu=((),), full=_per_dataset()),
+    Experiment("svi_sparsity", "SVI with each sparsity prior: accuracy, calibration, node sparsity, compression",
+               cpu=(("--hidden", "100", "100", "--steps", "3000", "--samples", "32"),),
+               full=(("--dataset", "mnist"), ("--dataset", "fashion_mnist"),
+                     ("--dataset", "cifar10", "--net", "lenet5"))),
+    Experiment("stochastic_bmr", "iterative (stochastic) BMR vs flat/tiered baselines over training",
+               cpu=(("--net", "mlp", "lenet"),), full=_per_dataset()),
+    Experiment("spam", "SpaM: accuracy vs sparsity per pruning criterion (Laplace marginal likelihood)",
+               cpu=(("--net", "mlp"),), full=_per_dataset("--net", "mlp", "lenet")),
+    Experiment("bmr_exact", "BMR vs exact Savage-Dickey on conjugate regressions", cpu=((),), full=((),)),
+    Experiment("svi_vs_nuts", "SVI vs NUTS: marginals, inclusion, BMR decisions, predictive bands",
+               cpu=(("--priors", "gaussian", "horseshoe", "ss-ig"),), full=((),)),
+    Experiment("sbc", "simulation-based calibration of the NUTS reference", cpu=(("--n-sims", "100"),),
+               full=((), ("--prior", "gaussian")), tables=("sbc.csv",)),
+    Experiment("contraction", "posterior contraction rates on teacher networks",
+               cpu=(("--n", "500", "1000", "2000", "5000", "--widths", "50", "--fan-in-n", "2000",
+                     "--steps", "4000", "--no-nuts"),),
+               full=((),), tables=("contraction_summary.csv", "contraction_slopes.csv")),
+    Experiment("bench_scaling", "cost ratios vs network size (SVI, BMR, Laplace, NUTS)", bench=True),
+    Experiment("bench_svi", "SVI step cost vs a plain Adam step", bench=True),
+    Experiment("bench_bmr", "BMR pass cost vs an elementwise pass", bench=True),
+    Experiment("bench_laplace", "Laplace curvature cost vs a gradient step", bench=True),
+    Experiment("bench_nuts", "NUTS ESS/s, centred vs non-centred", bench=True),
+    Experiment("bench_compact", "compacted network size, FLOPs and latency", bench=True,
+               tables=("bench_compact_size.csv", "bench_compact_latency.csv")),
+)
+BY_NAME = {e.name: e for e in EXPERIMENTS}
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def invocations(exp: Experiment, scale: str, quick: bool) -> tuple[tuple[str, ...], ...]:
+    """The argument lists (scale part only) with which ``exp`` runs."""
+    if quick:
+        return (("--quick",),)
+    if scale not in ("cpu", "full"):
+        raise ValueError(f"scale must be 'cpu' or 'full'; got {scale!r}")
+    return exp.cpu if scale == "cpu" else exp.full
+
+
+def _stamp(out: Path, name: str, argv: Sequence[str]) -> Path:
+    key = re.sub(r"[^A-Za-z0-9_.=-]+", "_", " ".join(argv))[:150]
+    return out / ".reproduce" / f"{name}__{key}.json"
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
+
+
+def run_experiment(exp: Experiment, args: Sequence[str], out: Path, verbose: bool = False) -> int:
+    """Run ``python -m experiments.<name> *args`` (output to ``out/logs/<name>.log``); return its exit code."""
+    cmd = [sys.executable, "-m", f"experiments.{exp.name}", *args]
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    if verbose:
+        return subprocess.run(cmd, env=env).returncode
+    log = out / "logs" / f"{exp.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as fh:
+        fh.write(f"\n$ {' '.join(cmd)}\n")
+        fh.flush()
+        return subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def select(only: Sequence[str] | None, skip: Sequence[str] | None, bench: bool) -> list[Experiment]:
+    for what, names in (("--only", only), ("--skip", skip)):
+        unknown = sorted(set(names or ()) - set(BY_NAME))
+        if unknown:
+            raise ValueError(f"{what}: unknown experiment(s) {unknown}; choose from {sorted(BY_NAME)}")
+    if only:
+        return [e for e in EXPERIMENTS if e.name in only and e.name not in (skip or ())]
+    return [e for e in EXPERIMENTS if (bench or not e.bench) and e.name not in (skip or ())]
+
+
+def run_all(experiments: Sequence[Experiment], *, out: Path, scale: str = "cpu", quick: bool = False, seed: int = 0,
+            overwrite: bool = False, verbose: bool = False) -> dict[str, str]:
+    """Run each experiment (resuming); return ``{name: "ok" | "skipped" | "failed" | "missing"}``."""
+    status, t_all = {}, time.perf_counter()
+    for i, exp in enumerate(experiments, 1):
+        head = f"[{i}/{len(experiments)}] {exp.name:<16}"
+        if importlib.util.find_spec(f"experiments.{exp.name}") is None:
+            status[exp.name] = "missing"
+            print(f"{head} MISSING: no module experiments.{exp.name} in this checkout", flush=True)
+            continue
+        t0, codes, ran = time.perf_counter(), [], False
+        for scale_args in invocations(exp, scale, quick):
+            argv = [*scale_args, "--seed", str(seed), "--out", str(out)] + (["--overwrite"] if overwrite else [])
+            stamp = _stamp(out, exp.name, argv)
+            if stamp.exists() and not overwrite:
+                continue
+            ran = True
+            print(f"{head} running: python -m experiments.{exp.name} {' '.join(argv)}", flush=True)
+            code = run_experiment(exp, argv, out, verbose)
+            codes.append(code)
+            if code == 0:
+                stamp.parent.mkdir(parents=True, exist_ok=True)
+                stamp.write_text(json.dumps({"experiment": exp.name, "argv": argv, "seconds": time.perf_counter() - t0}))
+        dt, total = _clock(time.perf_counter() - t0), _clock(time.perf_counter() - t_all)
+        if not ran:
+            status[exp.name] = "skipped"
+            print(f"{head} done earlier (resumed; --overwrite to recompute)   total {total}", flush=True)
+        elif all(c == 0 for c in codes):
+            status[exp.name] = "ok"
+            print(f"{head} ok in {dt}   total {total}", flush=True)
+        else:
+            status[exp.name] = "failed"
+            print(f"{head} FAILED (exit {[c for c in codes if c]}) after {dt}   total {total}", flush=True)
+            if not verbose:
+                log = out / "logs" / f"{exp.name}.log"
+                print(f"    last lines of {log}:\n" + "\n".join("    " + l for l in _tail(log).splitlines()), flush=True)
+    return status
+
+
+# ----------------------------------------------------------------------------- summary tables
+
+_DROP = {"config_key", "python", *_VERSIONED, "seed", "seeds", "progress", "backend", "problems"}
+_PRIORITY = ("accuracy", "nll", "ece", "brier", "sparsity", "weight_sparsity", "nodes_kept", "pruned_fraction",
+             "compression_ratio", "flops_ratio", "ratio", "abs_err", "min_ess_per_s", "wall_time_s", "seconds")
+
+
+def _config_columns(df: pd.DataFrame) -> list[str]:
+    if "config_key" not in df or df.empty:
+        return [c for c in df if not pd.api.types.is_numeric_dtype(df[c])]
+    keys = set()
+    for k in df["config_key"].dropna().unique():
+        keys |= set(json.loads(k))
+    return [c for c in df if c in keys]
+
+
+def summarise(df: pd.DataFrame, max_metrics: int = 8, max_rows: int = 40) -> pd.DataFrame:
+    """Config columns that vary as row keys, numeric metrics averaged over the rest (seeds, replicates)."""
+    config = [c for c in _config_columns(df) if c not in _DROP]
+    df = df.drop(columns=[c for c in df if c in _DROP])
+    numeric = {c for c in df if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])}
+    keys = [c for c in df if (c in config or c not in numeric) and not pd.api.types.is_bool_dtype(df[c])
+            and df[c].nunique(dropna=False) > 1]
+    metrics = [c for c in df if c in numeric and c not in config]
+    metrics = sorted(metrics, key=lambda c: (_PRIORITY.index(c) if c in _PRIORITY else len(_PRIORITY), metrics.index(c)))
+    metrics = metrics[:max_metrics]
+    if keys and metrics:
+        table = df.groupby([df[k].astype(str) for k in keys], sort=False)[metrics].mean().reset_index()
+    else:
+        table = df[keys + metrics] if metrics else df
+    return table.head(max_rows)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return "" if np.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    rows = [[str(c) for c in df.columns]] + [[_fmt(v) for v in r] for r in df.itertuples(index=False)]
+    lines = ["| " + " | ".join(r) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("---" for _ in df.columns) + "|")
+    return "\n".join(lines)
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(s: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in s)
+
+
+def to_latex(df: pd.DataFrame, caption: str) -> str:
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df]
+    body = [" & ".join(_tex(str(c)) for c in df.columns) + r" \\", r"\midrule"]
+    body += [" & ".join(_tex(_fmt(v)) for v in r) + r" \\" for r in df.itertuples(index=False)]
+    return "\n".join([r"\begin{table}[ht]", r"\centering\small", rf"\caption{{{_tex(caption)}}}",
+                      r"\begin{tabular}{" + "".join("r" if n else "l" for n in numeric) + "}", r"\toprule",
+                      *body, r"\bottomrule", r"\end{tabular}", r"\end{table}"])
+
+
+def write_summary(out: Path, experiments: Sequence[Experiment] = EXPERIMENTS) -> tuple[Path, Path]:
+    """``out/summary.md`` and ``out/summary.tex`` from every results table of ``experiments`` that exists."""
+    md = ["# Results summary", "", f"Generated from the tables in `{out}` (metrics averaged over seeds).", ""]
+    tex = [r"% Results summary generated by python -m experiments.all; needs \usepackage{booktabs}", ""]
+    for exp in experiments:
+        for name in exp.tables or (f"{exp.name}.csv",):
+            path = out / name
+            if not path.exists():
+                continue
+            try:
+                table = summarise(pd.read_csv(path))
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+                md += [f"## {name}", "", f"(could not summarise: {err})", ""]
+                continue
+            md += [f"## {exp.name}: {exp.reproduces}", "", f"`{name}`", "", to_markdown(table), ""]
+            tex += [to_latex(table, f"{exp.name}: {exp.reproduces} ({name})"), ""]
+    return _write_text("\n".join(md), out / "summary.md"), _write_text("\n".join(tex), out / "summary.tex")
+
+
+def _write_text(text: str, path: Path) -> Path:
+    """Write ``text`` atomically (temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.all", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="every experiment's --quick smoke settings")
+    p.add_argument("--scale", choices=("cpu", "full"), default="cpu",
+                   help="cpu: embedded data, reduced settings (default); full: the seeds' settings and image files, for a GPU")
+    p.add_argument("--bench", action="store_true", help="also run the benchmarks (bench_*)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help=f"run only these (of {', '.join(BY_NAME)})")
+    p.add_argument("--skip", nargs="+", metavar="NAME", help="leave these out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default ./results)")
+    p.add_argument("--figures", type=Path, default=Path("figures"), help="figures folder (default ./figures)")
+    p.add_argument("--overwrite", action="store_true", help="recompute everything instead of resuming")
+    p.add_argument("--verbose", "-v", action="store_true", help="stream each experiment's output instead of logging it")
+    p.add_argument("--list", action="store_true", help="print what each scale runs and exit")
+    args = p.parse_args(argv)
+    try:
+        chosen = select(args.only, args.skip, args.bench)
+    except ValueError as err:
+        p.error(str(err))
+    if args.list:
+        for e in chosen:
+            for a in invocations(e, args.scale, args.quick):
+                print(f"python -m experiments.{e.name} {' '.join(a)}".rstrip())
+        return 0
+    t0 = time.perf_counter()
+    status = run_all(chosen, out=args.out, scale=args.scale, quick=args.quick, seed=args.seed,
+                     overwrite=args.overwrite, verbose=args.verbose)
+
+    from paper_figures.__main__ import build_all
+
+    written = build_all(args.out, args.figures)
+    n_fig = sum(len(v) for v in written.values())
+    print(f"figures: {n_fig} files from {len(written)} modules in {args.figures}")
+    md, tex = write_summary(args.out)
+    print(f"summary: {md}, {tex}")
+    bad = {k: v for k, v in status.items() if v in ("failed", "missing")}
+    print(f"finished in {_clock(time.perf_counter() - t0)}: "
+          + ", ".join(f"{sum(v == s for v in status.values())} {s}" for s in ("ok", "skipped", "failed", "missing")))
+    if bad:
+        print("not reproduced: " + ", ".join(f"{k} ({v})" for k, v in bad.items()), file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

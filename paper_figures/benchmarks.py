@@ -1,0 +1,59 @@
+"""Cost vs network size (``python -m experiments.bench_scaling``).
+
+Reads ``bench_scaling.csv`` and draws ``bench_scaling``: left, the cost ratio of each inference
+step to its plain counterpart (SVI step / Adam step, BMR pass / elementwise pass, Laplace curvature /
+gradient step) against the number of parameters, log-log, with a dashed line at ratio 1; right, NUTS
+effective samples per second at the small sizes where it runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from paper_figures.style import PALETTE, figure, save
+
+TABLE = "bench_scaling.csv"
+LABELS = {"bmr-weight": "BMR (weights) / elementwise", "bmr-node": "BMR (nodes) / elementwise",
+          "laplace-diag-ggn": "diag GGN / grad", "laplace-diag-ef": "diag EF / grad",
+          "laplace-kfac-ggn": "KFAC GGN / grad", "laplace-kfac-ef": "KFAC EF / grad"}
+MARKERS = "osD^v<>ph*"
+
+
+def _label(measure: str) -> str:
+    if measure.startswith("svi-"):
+        return f"SVI ({measure[4:]}) / Adam"
+    return LABELS.get(measure, measure)
+
+
+def plot(table: pd.DataFrame):
+    fig, (ax, ax_nuts) = figure("double", aspect=0.36, ncols=2, gridspec_kw={"width_ratios": [2.2, 1]})
+    costs = table[table["measure"] != "nuts"]
+    curves = costs.groupby(["measure", "n_params"], sort=True)["ratio"].median().reset_index()
+    for i, (measure, g) in enumerate(curves.groupby("measure", sort=True)):
+        ax.plot(g["n_params"], g["ratio"], marker=MARKERS[i % len(MARKERS)], ms=3.5, color=PALETTE[i % len(PALETTE)],
+                label=_label(measure))
+    ax.axhline(1.0, color="0.5", ls="--", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="parameters", ylabel="cost ratio (same run)")
+    ax.legend(fontsize="x-small", ncol=2, frameon=False)
+    nuts = table[table["measure"] == "nuts"].sort_values("n_params")
+    if len(nuts):
+        ax_nuts.plot(nuts["n_params"], nuts["ess_per_s"], marker="o", ms=3.5, color=PALETTE[3])
+        ax_nuts.set(xscale="log", yscale="log")
+    else:
+        ax_nuts.text(0.5, 0.5, "no NUTS runs", ha="center", va="center", transform=ax_nuts.transAxes)
+    ax_nuts.set(xlabel="parameters", ylabel="NUTS min ESS / s", title="NUTS (small networks)")
+    fig.tight_layout()
+    return fig
+
+
+def make(results_dir: Path, out_dir: Path) -> list[Path]:
+    path = Path(results_dir) / TABLE
+    if not path.exists():
+        return []
+    table = pd.read_csv(path)
+    if table.empty or not np.isfinite(table.get("ratio", pd.Series(dtype=float))).any():
+        return []
+    return save(plot(table), Path(out_dir) / "bench_scaling")

@@ -1,0 +1,150 @@
+"""experiments.all (the one-command reproduction), experiments.bench_scaling and its figure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import all as reproduce
+from experiments import bench_scaling
+from paper_figures import benchmarks
+from sparsebnn import nets
+from sparsebnn.cli import main as cli_main
+from sparsebnn.results import ResultsStore
+
+# ----------------------------------------------------------------------------- summary tables
+
+
+def test_markdown_and_latex_formatting_exact():
+    df = pd.DataFrame({"prior": ["ss_ig", "a&b"], "accuracy": [0.91234567, np.nan]})
+    assert reproduce.to_markdown(df) == "| prior | accuracy |\n|---|---|\n| ss_ig | 0.9123 |\n| a&b |  |"
+    tex = reproduce.to_latex(df, "50% of x_y")
+    assert r"\caption{50\% of x\_y}" in tex and r"\begin{tabular}{lr}" in tex
+    assert r"ss\_ig & 0.9123 \\" in tex and r"a\&b &  \\" in tex
+
+
+def test_summarise_groups_config_and_averages_over_seeds(tmp_path):
+    store = ResultsStore(tmp_path / "t.csv")
+    for seed in (0, 1):
+        for prior in ("gaussian", "ss-ig"):
+            acc = {"gaussian": 0.8, "ss-ig": 0.9}[prior] + 0.02 * seed
+            # row-level string column "criterion" is a key too; "steps" is constant config: dropped
+            store.add(dict(prior=prior, steps=10, seed=seed), [dict(criterion=c, accuracy=acc, ok=True) for c in "ab"])
+    table = reproduce.summarise(pd.read_csv(tmp_path / "t.csv"))
+    assert list(table.columns) == ["prior", "criterion", "accuracy"]
+    assert len(table) == 4
+    got = table.set_index(["prior", "criterion"])["accuracy"]
+    np.testing.assert_allclose(got[("gaussian", "a")], 0.81)
+    np.testing.assert_allclose(got[("ss-ig", "b")], 0.91)
+
+
+def test_write_summary_only_existing_tables(tmp_path):
+    pd.DataFrame({"method": ["x", "y"], "ratio": [1.5, 2.0]}).to_csv(tmp_path / "bench_laplace.csv", index=False)
+    md, tex = reproduce.write_summary(tmp_path)
+    text = md.read_text()
+    assert "bench_laplace" in text and "| x | 1.5 |" in text and "svi_sparsity" not in text
+    assert r"\begin{table}" in tex.read_text()
+
+
+# ----------------------------------------------------------------------------- selection and running
+
+
+def test_select_and_invocations():
+    names = [e.name for e in reproduce.select(None, None, bench=False)]
+    assert "compare" in names and not any(n.startswith("bench_") for n in names)
+    assert "bench_scaling" in [e.name for e in reproduce.select(None, None, bench=True)]
+    assert [e.name for e in reproduce.select(["sbc", "spam"], ["spam"], False)] == ["sbc"]
+    with pytest.raises(ValueError, match="--only"):
+        reproduce.select(["nope"], None, False)
+    exp = reproduce.BY_NAME["spam"]
+    assert reproduce.invocations(exp, "full", quick=True) == (("--quick",),)
+    assert all("--dataset" in a for a in reproduce.invocations(exp, "full", quick=False))
+    with pytest.raises(ValueError, match="scale"):
+        reproduce.invocations(exp, "gpu", quick=False)
+
+
+def test_run_all_reports_missing_and_failed_and_goes_on(tmp_path, capsys):
+    exps = [reproduce.Experiment("no_such_experiment", "x"),
+            reproduce.Experiment("bmr_exact", "bad flag", cpu=(("--no-such-flag",),))]
+    status = reproduce.run_all(exps, out=tmp_path, scale="cpu")
+    assert status == {"no_such_experiment": "missing", "bmr_exact": "failed"}
+    out = capsys.readouterr().out
+    assert "MISSING" in out and "FAILED" in out and "--no-such-flag" in out
+
+
+def test_smoke_quick_only_resumes_and_writes_everything(tmp_path, capsys):
+    """``experiments.all --quick --only bmr_exact``: table, figure, summary; a rerun skips it."""
+    res, figs = tmp_path / "results", tmp_path / "figures"
+    argv = ["--quick", "--only", "bmr_exact", "--out", str(res), "--figures", str(figs)]
+    assert reproduce.main(argv) == 0
+    assert (res / "bmr_exact.csv").exists() and (res / "logs" / "bmr_exact.log").exists()
+    assert list(figs.glob("*.pdf")) and list(figs.glob("*.png"))
+    assert "bmr_exact" in (res / "summary.md").read_text() and (res / "summary.tex").exists()
+    stamps = list((res / ".reproduce").glob("*.json"))
+    assert len(stamps) == 1 and json.loads(stamps[0].read_text())["experiment"] == "bmr_exact"
+    capsys.readouterr()
+    assert cli_main(["reproduce", *argv]) == 0  # the console script, resuming
+    assert "done earlier" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_whole_pipeline_quick(tmp_path):
+    """Every experiment's --quick mode (benchmarks included), then every figure and the summary."""
+    res, figs = tmp_path / "results", tmp_path / "figures"
+    assert reproduce.main(["--quick", "--bench", "--out", str(res), "--figures", str(figs)]) == 0
+    for exp in reproduce.EXPERIMENTS:
+        for name in exp.tables or (f"{exp.name}.csv",):
+            assert (res / name).exists(), name
+    assert (figs / "bench_scaling.pdf").exists() and len(list(figs.glob("*.pdf"))) >= 5
+    text = (res / "summary.md").read_text()
+    assert all(e.name in text for e in reproduce.EXPERIMENTS)
+
+
+# ----------------------------------------------------------------------------- bench_scaling
+
+
+@pytest.mark.parametrize("target", [10, 100, 1_000, 12_345, 10**5, 10**6, 10**7])
+@pytest.mark.parametrize("d_in,d_out", [(64, 10), (4, 1)])
+def test_width_for_is_smallest_width_reaching_target(target, d_in, d_out):
+    count = lambda h: h * h + (d_in + 2 + d_out) * h + d_out  # noqa: E731
+    h = bench_scaling.width_for(target, d_in, d_out)
+    assert count(h) >= target and (h == 1 or count(h - 1) < target)
+
+
+@pytest.mark.parametrize("h", [1, 3, 17])
+def test_width_formula_matches_network(h):
+    import jax
+
+    params = nets.mlp([64, h, h, 10]).init(jax.random.PRNGKey(0))
+    assert nets.n_params(params) == h * h + 76 * h + 10
+
+
+def _fake_bench_table() -> pd.DataFrame:
+    rows = [dict(measure=m, n_params=n, ratio=r * n**0.1, seconds=1e-3, baseline_seconds=1e-3)
+            for m, r in (("svi-gaussian", 3.0), ("bmr-weight", 1.5), ("laplace-kfac-ggn", 5.0)) for n in (1e3, 1e4, 1e5)]
+    rows += [dict(measure="nuts", n_params=n, ratio=50.0, ess_per_s=10.0 / n) for n in (1e2, 1e3)]
+    return pd.DataFrame(rows)
+
+
+def test_benchmark_figure(tmp_path):
+    assert benchmarks.make(tmp_path, tmp_path / "figs") == []
+    _fake_bench_table().to_csv(tmp_path / "bench_scaling.csv", index=False)
+    paths = benchmarks.make(tmp_path, tmp_path / "figs")
+    assert [p.suffix for p in paths] == [".pdf", ".png"] and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_bench_scaling_rejects_bad_sizes(tmp_path):
+    with pytest.raises(ValueError, match="--sizes"):
+        bench_scaling.main(["--sizes", "0", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="--batch"):
+        bench_scaling.main(["--batch", "5000", "--out", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_bench_scaling_quick_table(tmp_path):
+    table = bench_scaling.main(["--quick", "--out", str(tmp_path)])
+    assert set(table["measure"]) >= {"svi-gaussian", "bmr-weight", "bmr-node", "laplace-kfac-ggn", "nuts"}
+    assert np.all(np.isfinite(table["ratio"])) and np.all(table["ratio"] > 0)
