@@ -1,0 +1,126 @@
+"""SpaM: accuracy vs sparsity for each prior structure × pruning criterion (Dhahri et al. 2024).
+
+    python -m experiments.spam [--quick] [--net mlp lenet] [--dataset digits] [--curvature kfac|diag]
+                               [--finetune-epochs E] [--seed S] [--out results] [--overwrite]
+
+For every network and prior structure the network is trained once:
+
+* ``map``: MAP under a fixed N(0, 1) prior (no marginal-likelihood learning), Laplace fitted at the end;
+* ``scalar``, ``layer``, ``node``, ``unit``, ``parameter``: MAP with online Laplace marginal-likelihood
+  learning of the prior precision of that structure (``sparsebnn.infer.laplace``).
+
+Then every criterion of ``sparsebnn.prune`` (OPD from the Laplace posterior precision, magnitude,
+random, SNIP, GraSP, SynFlow) masks the MAP at every sparsity of the grid, unstructured (global over
+all layer parameters) and structured (per node/filter of each prunable layer), optionally followed by
+masked fine-tuning, and the masked network is evaluated on the test split. Writes tidy rows to
+``<out>/spam.csv``: dataset, net, structure, criterion, structured, sparsity (target), weight_sparsity
+(achieved, over the layers' parameters), accuracy, nll, ece, brier, log_marglik, dense_accuracy.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from experiments._cli import parser, run_grid
+from sparsebnn import data as datasets
+from sparsebnn import metrics, nets, prune
+from sparsebnn.infer.laplace import laplace, log_marglik
+
+STRUCTURES = ("map", "scalar", "layer", "node", "unit", "parameter")
+QUICK_STRUCTURES = ("map", "parameter")
+NETS = ("mlp", "lenet")
+
+FULL = dict(epochs=100, marglik_every=5, marglik_burnin=10, hyper_steps=50, sparsities=prune.SPARSITIES)
+QUICK = dict(epochs=10, marglik_every=5, marglik_burnin=5, hyper_steps=10, sparsities=(0.5, 0.9))
+
+
+def build_net(name: str, ds, quick: bool = False):
+    if name == "mlp":
+        return nets.mlp([ds.in_dim, 32, ds.n_classes] if quick else [ds.in_dim, 100, 100, ds.n_classes])
+    if name == "lenet":
+        return nets.lenet5(ds.image_shape, ds.n_classes)
+    raise ValueError(f"unknown net {name!r}; choose from {NETS}")
+
+
+def _layer_sparsity(net, params) -> float:
+    leaves = [np.asarray(params[l.name][k]) for l in net.layers for k in ("w", "b")]
+    return float(sum((x == 0).sum() for x in leaves) / sum(x.size for x in leaves))
+
+
+def _evaluate(net, params, test) -> dict:
+    outs = np.asarray(net.apply(params, test.x))[None]
+    row = metrics.evaluate(outs, test.y)
+    return {k: row[k] for k in ("accuracy", "nll", "ece", "ece_mass", "brier")}
+
+
+def run(config: dict) -> list[dict]:
+    sched = QUICK if config["quick"] else FULL
+    ds = datasets.load(config["dataset"], seed=config["seed"], flat=config["net"] == "mlp")
+    net = build_net(config["net"], ds, config["quick"])
+    structure = config["structure"]
+    learn = structure != "map"
+    post = laplace(
+        net, ds.train, prior_structure="scalar" if structure == "map" else structure, curvature=config["curvature"],
+        epochs=sched["epochs"], batch_size=config["batch_size"], lr=config["lr"], prior_init=1.0,
+        marglik_every=sched["marglik_every"], marglik_burnin=sched["marglik_burnin"] if learn else sched["epochs"] + 1,
+        hyper_steps=sched["hyper_steps"], seed=config["seed"], progress=False,
+    )
+    params = post.params
+    lml = float(log_marglik(post))
+    dense = _evaluate(net, params, ds.test)
+    key = jax.random.key(config["seed"])
+    train = (ds.train.x, ds.train.y)
+    rows = []
+    for criterion in prune.CRITERIA:
+        one_shot = None
+        if criterion != "synflow":
+            one_shot = prune.scores(criterion, net, params, posterior=post, data=train, key=key)
+        for structured in (False, True):
+            for s in sched["sparsities"]:
+                if criterion == "synflow":  # iterative SynFlow for unstructured masks, one-shot scores for nodes
+                    sc = prune.synflow(net, params) if structured else prune.synflow(net, params, sparsity=s)
+                else:
+                    sc = one_shot
+                if structured:
+                    mask = prune.node_mask_to_weights(net, params, prune.node_mask(net, sc, s))
+                else:
+                    mask = prune.weight_mask(net, sc, s)
+                pruned = prune.apply_mask(params, mask)
+                if config["finetune_epochs"] > 0:
+                    pruned = prune.finetune(net, pruned, mask, ds.train, epochs=config["finetune_epochs"],
+                                            batch_size=config["batch_size"], lr=config["lr"], seed=config["seed"])
+                rows.append(dict(criterion=criterion, structured=structured, sparsity=float(s),
+                                 weight_sparsity=_layer_sparsity(net, pruned), log_marglik=lml,
+                                 dense_accuracy=dense["accuracy"], **_evaluate(net, pruned, ds.test)))
+    return rows
+
+
+def main(argv: list[str] | None = None):
+    p = parser("spam", __doc__.splitlines()[0])
+    p.add_argument("--net", nargs="+", default=["mlp"], choices=NETS, help="architectures (default mlp)")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--structures", nargs="+", default=None, choices=STRUCTURES,
+                   help="prior structures (default: all; quick: map and parameter)")
+    p.add_argument("--curvature", default="kfac", choices=("kfac", "diag"), help="Laplace curvature (default kfac)")
+    p.add_argument("--finetune-epochs", type=int, default=0, help="masked fine-tuning epochs after pruning (default 0)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=128)
+    args = p.parse_args(argv)
+    configs = [dict(dataset=args.dataset, net=n, structure=s, curvature=args.curvature, seed=args.seed, lr=args.lr,
+                    batch_size=args.batch_size, finetune_epochs=args.finetune_epochs, quick=args.quick)
+               for n in args.net for s in (args.structures or (QUICK_STRUCTURES if args.quick else STRUCTURES))]
+    table = run_grid(configs, run, args.out / "spam.csv", overwrite=args.overwrite, desc="spam")
+    if len(table):
+        print(summary(table).to_string(float_format=lambda v: f"{v:.3f}"))
+    return table
+
+
+def summary(table):
+    """Accuracy at each sparsity: rows (net, structured, criterion, structure), columns the sparsity grid."""
+    return table.pivot_table(index=["net", "structured", "criterion", "structure"], columns="sparsity",
+                             values="accuracy").round(4)
+
+
+if __name__ == "__main__":
+    main()
