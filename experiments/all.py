@@ -7,7 +7,7 @@
 Each experiment runs as ``python -m experiments.<name> <scale arguments> --seed S --out OUT`` in its
 own process (its output goes to ``OUT/logs/<name>.log``; ``--verbose`` streams it instead), with a
 progress line and the elapsed time. Rerunning resumes: an invocation that finished with the same
-arguments is skipped (stamp in ``OUT/.reproduce/``), and every experiment itself skips finished
+arguments is skipped (stamp in ``OUT/.reproduce/``, honoured while its tables exist), and every experiment itself skips finished
 configurations (``experiments._cli.run_grid``). A failed experiment is reported and the rest still
 run; the command exits non-zero at the end if any failed. Then every figure is regenerated
 (``paper_figures.build_all``) and ``OUT/summary.md`` / ``OUT/summary.tex`` summarise every results
@@ -64,13 +64,13 @@ def _per_dataset(*args: str) -> tuple[tuple[str, ...], ...]:
 
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("compare", "main comparison: priors x inference schemes (accuracy, NLL, ECE, sparsity, time)",
-               cpu=((),), full=_per_dataset()),
+               cpu=((),), full=_per_dataset("--nets", "mlp", "lenet", "vit", "mixer")),
     Experiment("svi_sparsity", "SVI with each sparsity prior: accuracy, calibration, node sparsity, compression",
                cpu=(("--hidden", "100", "100", "--steps", "3000", "--samples", "32"),),
                full=(("--dataset", "mnist"), ("--dataset", "fashion_mnist"),
                      ("--dataset", "cifar10", "--net", "lenet5"))),
     Experiment("stochastic_bmr", "iterative (stochastic) BMR vs flat/tiered baselines over training",
-               cpu=(("--net", "mlp", "lenet"),), full=_per_dataset()),
+               cpu=(("--net", "mlp", "lenet"),), full=_per_dataset("--net", "mlp", "lenet", "vit", "mixer")),
     Experiment("spam", "SpaM: accuracy vs sparsity per pruning criterion (Laplace marginal likelihood)",
                cpu=(("--net", "mlp"),), full=_per_dataset("--net", "mlp", "lenet")),
     Experiment("bmr_exact", "BMR vs exact Savage-Dickey on conjugate regressions", cpu=((),), full=((),)),
@@ -103,6 +103,11 @@ def invocations(exp: Experiment, scale: str, quick: bool) -> tuple[tuple[str, ..
     if scale not in ("cpu", "full"):
         raise ValueError(f"scale must be 'cpu' or 'full'; got {scale!r}")
     return exp.cpu if scale == "cpu" else exp.full
+
+
+def tables(exp: Experiment) -> tuple[str, ...]:
+    """The results tables ``exp`` writes that the summary reads."""
+    return exp.tables or (f"{exp.name}.csv",)
 
 
 def _stamp(out: Path, name: str, argv: Sequence[str]) -> Path:
@@ -161,7 +166,7 @@ def run_all(experiments: Sequence[Experiment], *, out: Path, scale: str = "cpu",
         for scale_args in invocations(exp, scale, quick):
             argv = [*scale_args, "--seed", str(seed), "--out", str(out)] + (["--overwrite"] if overwrite else [])
             stamp = _stamp(out, exp.name, argv)
-            if stamp.exists() and not overwrite:
+            if stamp.exists() and not overwrite and all((out / t).exists() for t in tables(exp)):
                 continue
             ran = True
             print(f"{head} running: python -m experiments.{exp.name} {' '.join(argv)}", flush=True)
@@ -189,6 +194,7 @@ def run_all(experiments: Sequence[Experiment], *, out: Path, scale: str = "cpu",
 # ----------------------------------------------------------------------------- summary tables
 
 _DROP = {"config_key", "python", *_VERSIONED, "seed", "seeds", "progress", "backend", "problems"}
+_FILE = r".+\.(npz|csv|json|png|pdf|pkl|npy)"  # per-run detail files named in a column: not a summary key
 _PRIORITY = ("accuracy", "nll", "ece", "brier", "sparsity", "weight_sparsity", "nodes_kept", "pruned_fraction",
              "compression_ratio", "flops_ratio", "ratio", "abs_err", "min_ess_per_s", "wall_time_s", "seconds")
 
@@ -205,7 +211,9 @@ def _config_columns(df: pd.DataFrame) -> list[str]:
 def summarise(df: pd.DataFrame, max_metrics: int = 8, max_rows: int = 40) -> pd.DataFrame:
     """Config columns that vary as row keys, numeric metrics averaged over the rest (seeds, replicates)."""
     config = [c for c in _config_columns(df) if c not in _DROP]
-    df = df.drop(columns=[c for c in df if c in _DROP])
+    files = [c for c in df if c not in config and df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
+    files = [c for c in files if c not in config and df[c].dropna().astype(str).str.fullmatch(_FILE).all()]
+    df = df.drop(columns=[c for c in df if c in _DROP or c in files])
     numeric = {c for c in df if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])}
     keys = [c for c in df if (c in config or c not in numeric) and not pd.api.types.is_bool_dtype(df[c])
             and df[c].nunique(dropna=False) > 1]
@@ -213,7 +221,7 @@ def summarise(df: pd.DataFrame, max_metrics: int = 8, max_rows: int = 40) -> pd.
     metrics = sorted(metrics, key=lambda c: (_PRIORITY.index(c) if c in _PRIORITY else len(_PRIORITY), metrics.index(c)))
     metrics = metrics[:max_metrics]
     if keys and metrics:
-        table = df.groupby([df[k].astype(str) for k in keys], sort=False)[metrics].mean().reset_index()
+        table = df.groupby([df[k].astype(object).astype(str) for k in keys], sort=False, dropna=False)[metrics].mean().reset_index()
     else:
         table = df[keys + metrics] if metrics else df
     return table.head(max_rows)
@@ -254,7 +262,7 @@ def write_summary(out: Path, experiments: Sequence[Experiment] = EXPERIMENTS) ->
     md = ["# Results summary", "", f"Generated from the tables in `{out}` (metrics averaged over seeds).", ""]
     tex = [r"% Results summary generated by python -m experiments.all; needs \usepackage{booktabs}", ""]
     for exp in experiments:
-        for name in exp.tables or (f"{exp.name}.csv",):
+        for name in tables(exp):
             path = out / name
             if not path.exists():
                 continue

@@ -96,7 +96,7 @@ def test_whole_pipeline_quick(tmp_path):
     res, figs = tmp_path / "results", tmp_path / "figures"
     assert reproduce.main(["--quick", "--bench", "--out", str(res), "--figures", str(figs)]) == 0
     for exp in reproduce.EXPERIMENTS:
-        for name in exp.tables or (f"{exp.name}.csv",):
+        for name in reproduce.tables(exp):
             assert (res / name).exists(), name
     assert (figs / "bench_scaling.pdf").exists() and len(list(figs.glob("*.pdf"))) >= 5
     text = (res / "summary.md").read_text()
