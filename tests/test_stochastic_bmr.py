@@ -348,3 +348,17 @@ def test_quick_benchmark_runs(tmp_path):
     passes = table[table["kind"] == "pass"]
     assert len(passes) == 4 and (passes["ratio"] > 0).all()
     assert set(table.loc[table["kind"] == "final", "name"]) == {"bmr", "tiered-hs"}
+
+
+@pytest.mark.slow
+def test_nuts_fitted_gaussian_goes_through_the_same_reduction():
+    from sparsebnn.infer import nuts
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    y = (x[:, 0] > 0).astype(np.int32)
+    net = nets.mlp([2, 3, 2])
+    post = nuts(net, priors.Gaussian(1.0), (x, y), num_warmup=100, num_samples=100, num_chains=1, warn=False)
+    red = reduce(gaussian_factors(post), net)
+    np.testing.assert_allclose(flat(red.delta_f), flat(post.delta_f()), rtol=1e-4, atol=1e-5)
+    assert red.keep["dense_1"]["w"].all()
