@@ -109,8 +109,13 @@ def plot_cost(table: pd.DataFrame):
     return fig
 
 
-def plot_cdf(absmeans: dict[str, dict[str, np.ndarray]]):
+def _colours(labels, colours: dict | None) -> dict:
+    return {lab: (colours or {}).get(lab) or PALETTE[i % len(PALETTE)] for i, lab in enumerate(labels)}
+
+
+def plot_cdf(absmeans: dict[str, dict[str, np.ndarray]], colours: dict[str, str] | None = None):
     """``absmeans[label][layer]`` = |posterior mean| of the layer's weights: one CDF panel per layer."""
+    colours = _colours(absmeans, colours)
     layers = list(dict.fromkeys(k for d in absmeans.values() for k in d))
     fig, axes = figure("double", aspect=0.28, ncols=len(layers), squeeze=False,
                        layout="constrained")
@@ -118,7 +123,7 @@ def plot_cdf(absmeans: dict[str, dict[str, np.ndarray]]):
         for i, (lab, d) in enumerate(absmeans.items()):
             if layer in d:
                 v = np.sort(d[layer])
-                ax.plot(np.maximum(v, 1e-8), np.arange(1, len(v) + 1) / len(v), color=PALETTE[i % len(PALETTE)],
+                ax.plot(np.maximum(v, 1e-8), np.arange(1, len(v) + 1) / len(v), color=colours[lab],
                         label=lab, lw=1)
         ax.set_xscale("log")
         ax.set_xlim(1e-5, None)
@@ -149,11 +154,13 @@ def plot_first_layer(weights: dict[str, tuple[np.ndarray, np.ndarray]], side: in
     return fig
 
 
-def plot_training(histories: dict[str, dict[str, np.ndarray]], final_layers: dict[str, dict[str, float]]):
+def plot_training(histories: dict[str, dict[str, np.ndarray]], final_layers: dict[str, dict[str, float]],
+                  colours: dict[str, str] | None = None):
     """Validation accuracy and overall nodes kept over training; final fraction kept per layer."""
+    colours = _colours(histories, colours)
     fig, axes = figure("double", aspect=0.3, ncols=3, layout="constrained")
     for i, (lab, h) in enumerate(histories.items()):
-        col = PALETTE[i % len(PALETTE)]
+        col = colours[lab]
         if "val_accuracy" in h:
             axes[0].plot(h["step"], h["val_accuracy"], color=col, label=lab)
         if "nodes_kept" in h:
@@ -167,7 +174,7 @@ def plot_training(histories: dict[str, dict[str, np.ndarray]], final_layers: dic
     width = 0.8 / max(len(final_layers), 1)
     for j, (lab, d) in enumerate(final_layers.items()):
         xs = [i + (j - (len(final_layers) - 1) / 2) * width for i, l in enumerate(layers) if l in d]
-        axes[2].bar(xs, [d[l] for l in layers if l in d], width, color=PALETTE[j % len(PALETTE)], label=lab)
+        axes[2].bar(xs, [d[l] for l in layers if l in d], width, color=colours[lab], label=lab)
     axes[2].set_xticks(range(len(layers)), layers)
     axes[2].set_ylabel("nodes kept (final)")
     axes[2].set_ylim(0, 1.05)
@@ -228,8 +235,10 @@ def make(results_dir: Path, out_dir: Path) -> list[Path]:
     sel = one[(one["net"] == first_net) & one.index.isin(list(runs))]
     name = {i: _LABELS.get(r["method"], r["method"]) + (r" $c=k_l{+}1$" if r.get("c_reg") == "fan_in" else "")
             for i, r in sel.iterrows()}
+    colours = {name[i]: (PALETTE[5] if r.get("c_reg") == "fan_in" else _colour(r["method"], k))
+               for k, (i, r) in enumerate(sel.iterrows())}
     if len(sel):
-        fig = plot_cdf({name[i]: _prefixed(runs[i], "absmean/") for i in sel.index})
+        fig = plot_cdf({name[i]: _prefixed(runs[i], "absmean/") for i in sel.index}, colours)
         paths += save(fig, out / "compare_cdf")
         images = {name[i]: (runs[i]["first_layer"], runs[i]["first_layer_kept"]) for i in sel.index
                   if runs[i]["first_layer"].ndim == 2 and runs[i]["first_layer"].shape[0] == 64}
@@ -239,7 +248,7 @@ def make(results_dir: Path, out_dir: Path) -> list[Path]:
         if train:
             fig = plot_training({name[i]: _prefixed(runs[i], "history/") for i in train},
                                 {name[i]: {k: float(v) for k, v in _prefixed(runs[i], "nodes_kept/").items()}
-                                 for i in train})
+                                 for i in train}, colours)
             paths += save(fig, out / "compare_training")
     ghs = table[(table["method"] == "ss-ghs") & table.index.isin(list(runs))]
     if "c_reg" in table and ghs["c_reg"].nunique() > 1:
