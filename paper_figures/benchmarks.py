@@ -20,6 +20,7 @@ LABELS = {"bmr-weight": "BMR (weights) / elementwise", "bmr-node": "BMR (nodes) 
           "laplace-diag-ggn": "diag GGN / grad", "laplace-diag-ef": "diag EF / grad",
           "laplace-kfac-ggn": "KFAC GGN / grad", "laplace-kfac-ef": "KFAC EF / grad"}
 MARKERS = "osD^v<>ph*"
+COLORS = [c for c in PALETTE if c != "#F0E442"]  # yellow is too faint for thin lines
 
 
 def _label(measure: str) -> str:
@@ -33,7 +34,7 @@ def plot(table: pd.DataFrame):
     costs = table[table["measure"] != "nuts"]
     curves = costs.groupby(["measure", "n_params"], sort=True)["ratio"].median().reset_index()
     for i, (measure, g) in enumerate(curves.groupby("measure", sort=True)):
-        ax.plot(g["n_params"], g["ratio"], marker=MARKERS[i % len(MARKERS)], ms=3.5, color=PALETTE[i % len(PALETTE)],
+        ax.plot(g["n_params"], g["ratio"], marker=MARKERS[i % len(MARKERS)], ms=3.5, color=COLORS[i % len(COLORS)],
                 label=_label(measure))
     ax.axhline(1.0, color="0.5", ls="--", lw=0.8)
     ax.set(xscale="log", yscale="log", xlabel="parameters", ylabel="cost ratio (same run)")
