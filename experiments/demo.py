@@ -2,7 +2,7 @@
 
     python -m experiments.demo [--out results] [--figures figures]
 
-Runs ``experiments.compare`` on an MLP (64-32-32-10, 600 SVI steps) with MAP, Gaussian SVI + BMR,
+Runs ``experiments.compare`` on an MLP (64-32-32-10, 2000 SVI steps) with MAP, Gaussian SVI + BMR,
 the horseshoe + BMR, SS-GHS (c_reg = 1 and k_l + 1), SS-IG and Laplace + OPD side by side, prints
 accuracy, NLL, ECE, sparsity and wall time, runs ``experiments.bmr_exact`` (BMR's ΔF against exact
 Bayes factors, seconds), then rebuilds every figure from whatever results exist
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
     p.add_argument("--figures", type=Path, default=Path("figures"))
     args = p.parse_args(argv)
     out = ["--out", str(args.out)]
-    compare.main(["--nets", "mlp", "--methods", *METHODS, "--steps", "600", "--hidden", "32", "32",
+    compare.main(["--nets", "mlp", "--methods", *METHODS, "--steps", "2000", "--hidden", "32", "32",
                   "--samples", "16", *out])
     bmr_exact.main(["--n-models", "100", *out])
     written = build_all(args.out, args.figures)
