@@ -60,7 +60,7 @@ def _grouped_bars(ax, t: pd.DataFrame, value: str):
         xs = [i + (j - (len(labels) - 1) / 2) * width for i, n in enumerate(nets_) if n in sub.index]
         ys = [float(sub.loc[n, value]) if np.ndim(sub.loc[n, value]) == 0 else float(sub.loc[n, value].iloc[0])
               for n in nets_ if n in sub.index]
-        variant = lab != _LABELS.get(method, method)
+        variant = "(nodes)" in lab or "k_l" in lab
         ax.bar(xs, ys, width, color=_colour(method, j), hatch="//" if variant else None, edgecolor="white",
                linewidth=0.3, label=lab)
     ax.set_xticks(range(len(nets_)), [n.upper() if n in ("mlp", "vit") else n.capitalize() for n in nets_])
