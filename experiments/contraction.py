@@ -1,0 +1,494 @@
+"""Empirical contraction of spike-and-slab BNN posteriors on node-sparse teacher data (theory/README.md).
+
+    python -m experiments.contraction [--quick] [--seed S] [--out results] [--overwrite]
+        [--priors ss-ig ss-gl ss-ghs] [--n 500 1000 ...] [--seeds 0 1 2] [--pi theory 1e-4]
+        [--widths 50 100 200] [--fan-in-n 5000] [--noise 0.5] [--steps 10000] [--nuts | --no-nuts]
+
+**Data.** ``sparsebnn.data.teacher``: a ReLU teacher MLP ``p -> (50, 50) -> 1`` with ``s = (5, 3)``
+active hidden nodes (teacher seed ``--teacher-seed``, fixed), ``x ~ N(0, I_p)``,
+``y = eta0(x) + N(0, sigma^2)`` with ``sigma`` known to the model; ``--seeds`` draw the data and
+the SVI noise. ``E_q`` quantities use a held-out set of ``--n-eval`` fresh ``x`` (one per seed, the
+same for every ``n``).
+
+**Fits.** A student ``nets.mlp([p, w, w, 1])`` (``w`` = ``--widths``; the first is the base width of the
+``n`` grid) under SS-IG / SS-GL / SS-GHS (``sigma0 = 1``, ``pi`` theory-driven or fixed), Gaussian
+likelihood with the known ``sigma``, mean-field SVI (``sparsebnn.infer.svi``: Adam with a cosine decay
+of the learning rate, minibatch 256, soft Concrete indicators at T = 0.5). ``--nuts`` adds reference
+NUTS runs at the smallest ``n`` (first seed; ``sparsebnn.infer.nuts``).
+
+**Measurements** (one row per fit in ``<out>/contraction.csv``; per-draw distances in
+``contraction_draws.csv``):
+
+* ``dh_mean`` = E_q[d_H]: ``S = --draws`` posterior draws, each scored by the exact Gaussian Hellinger
+  distance d_H^2 = E_x[1 - exp(-(eta_theta - eta0)^2 / (8 sigma^2))] on the held-out x
+  (``theory.contraction.hellinger``); also its spread and d_H of the posterior-mean function;
+* node recovery per hidden layer ``l``: kept nodes ``kept_l`` (inclusion probability >= 1/2; NUTS:
+  posterior frequency), and true / false positives against the teacher's active nodes. Hidden nodes
+  are exchangeable, so a kept student node is matched to a teacher node by the correlation of their
+  activations on the held-out x (Hungarian assignment, posterior-mean weights of the kept network):
+  a match with correlation >= 0.9 is a true positive (``tp_l``), other kept nodes are false positives
+  (``fp_l``), unmatched teacher nodes false negatives; ``recovered`` = every layer exact;
+* ``eps_n``: the theoretical rate (``theory.contraction.contraction_rate``) of the run's architecture,
+  teacher bounds and pi, for shape comparisons only (it holds up to constants).
+
+**Summary** (printed, and written to ``contraction_slopes.csv`` / ``contraction_summary.csv``): the
+log-log slope of E_q[d_H] against n (least squares over every run, 95% interval from a bootstrap that
+resamples seeds within each n) next to the slope of eps_n over the same design; node recovery by n;
+the variational mass outside ``M * eps_n`` balls with eps_n scaled to the mean E_q[d_H] at the smallest n,
+``radius_n = M * dh(n_min) * eps_n / eps_{n_min}``; E_q[d_H] against the width at fixed ``s`` and n
+(``--fan-in-n``) next to the ratio of eps_n; theory-driven vs fixed pi; NUTS next to SVI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+
+from experiments._cli import parser, run_grid
+from sparsebnn import data, nets, priors
+from sparsebnn.infer import nuts, svi
+from sparsebnn.infer.taps import tapped_apply
+from sparsebnn.nets.wiring import consumers
+from sparsebnn.results import ResultsStore, config_key, write_table
+from theory.contraction import Architecture, architecture, contraction_rate, hellinger, mass_outside
+
+TABLE = "contraction.csv"
+DRAWS = "contraction_draws.csv"
+SLOPES = "contraction_slopes.csv"
+SUMMARY = "contraction_summary.csv"
+PRIORS = ("ss-ig", "ss-gl", "ss-ghs")
+MIN_CORR = 0.9  # activation correlation that makes a kept node a true positive
+EVAL_SEED = 1_000_003  # data_seed offset of the held-out evaluation x (disjoint from every training seed)
+RADII = (1.0, 2.0, 4.0)  # M of the M * eps_n balls (eps_n scaled to the first point)
+
+FULL = dict(n=(500, 1000, 2000, 5000, 10000, 20000, 50000), widths=(50, 100, 200), fan_in_n=5000, n_eval=10000,
+            draws=100, steps=10000, batch=256, lr=3e-2,
+            teacher=dict(p=20, teacher_widths=(50, 50), active=(5, 3), teacher_seed=0))
+QUICK = dict(n=(200, 800), widths=(8,), fan_in_n=800, n_eval=2000, draws=32, steps=1000, batch=128, lr=3e-2,
+             teacher=dict(p=5, teacher_widths=(8, 8), active=(2, 1), teacher_seed=2), priors=("ss-ig",), pi=("theory",),
+             seeds=2)
+FULL |= dict(priors=PRIORS, pi=("theory", "1e-4"), seeds=3)
+NUTS_SETTINGS = dict(warmup=300, samples=200, chains=2)
+
+
+# ----------------------------------------------------------------------------- configurations
+
+
+def parse_pi(value: str) -> str:
+    """``"theory"`` or a probability in (0, 1), normalised to a string (``"1e-4"`` -> ``"0.0001"``)."""
+    if value == "theory":
+        return value
+    try:
+        p = float(value)
+    except ValueError:
+        raise ValueError(f"pi must be 'theory' or a probability in (0, 1); got {value!r}") from None
+    if not 0 < p < 1:
+        raise ValueError(f"pi must be 'theory' or a probability in (0, 1); got {value!r}")
+    return f"{p:g}"
+
+
+def _pi_value(pi: str):
+    return "theory" if pi == "theory" else float(pi)
+
+
+def grid(*, priors_: Sequence[str], ns: Sequence[int], seeds: Sequence[int], pis: Sequence[str],
+         widths: Sequence[int], fan_in_n: int | None, settings: Mapping, with_nuts: bool,
+         nuts_settings: Mapping = NUTS_SETTINGS) -> list[dict]:
+    """Every configuration: the n grid at the base width (``widths[0]``) for every pi, the width grid at
+    ``fan_in_n`` (first pi), and NUTS at the smallest n (first seed, first pi); duplicates dropped."""
+    for name, seq in (("priors", priors_), ("n", ns), ("seeds", seeds), ("pi", pis), ("widths", widths)):
+        if not seq:
+            raise ValueError(f"{name} must not be empty")
+    unknown = set(priors_) - set(PRIORS)
+    if unknown:
+        raise ValueError(f"unknown priors {sorted(unknown)}; choose from {PRIORS}")
+    if min(ns) < 2 or min(widths) < 1:
+        raise ValueError(f"n must be >= 2 and widths >= 1; got n={list(ns)}, widths={list(widths)}")
+    active = settings["active"]
+    if min(widths) < max(active):
+        raise ValueError(f"every width must hold the teacher's active nodes {tuple(active)}; got widths={list(widths)}")
+    base = dict(settings, teacher_widths=list(settings["teacher_widths"]), active=list(active))
+    svi_keys = dict(base, method="svi")
+    nuts_keys = {k: v for k, v in base.items() if k not in ("steps", "batch", "lr")} | dict(nuts_settings, method="nuts")
+    configs = []
+    for prior in priors_:
+        for pi in pis:
+            configs += [dict(svi_keys, prior=prior, pi=pi, n=int(n), width=int(widths[0]), seed=int(s))
+                        for n in ns for s in seeds]
+        if fan_in_n is not None:
+            configs += [dict(svi_keys, prior=prior, pi=pis[0], n=int(fan_in_n), width=int(w), seed=int(s))
+                        for w in widths for s in seeds]
+        if with_nuts:
+            configs.append(dict(nuts_keys, prior=prior, pi=pis[0], n=int(min(ns)), width=int(widths[0]), seed=int(seeds[0])))
+    unique = {config_key(c): c for c in configs}
+    return list(unique.values())
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def node_activations(net, params, x) -> dict[str, np.ndarray]:
+    """``{prunable layer: (N, n_nodes)}`` outputs of every hidden node on ``x``: the inputs of the layer that reads them."""
+    readers = {name: slots[0].path[0] for name, slots in consumers(net).items()}
+    _, acts, _, bad = tapped_apply(net.apply, params, x, tuple(set(readers.values())))
+    if bad:
+        raise ValueError(f"cannot read node activations of {net.name!r}: {bad}")
+    return {name: np.asarray(acts[reader], np.float64).reshape(len(x), -1) for name, reader in readers.items()}
+
+
+def match_nodes(student: np.ndarray, teacher: np.ndarray, min_corr: float = MIN_CORR) -> dict:
+    """True/false positives of kept ``student`` nodes ``(N, a)`` against active ``teacher`` nodes ``(N, s)``.
+
+    Pearson correlations of the activations (0 for constant columns), Hungarian assignment maximising
+    the total correlation; an assigned pair with correlation >= ``min_corr`` is a true positive.
+    Returns ``tp``, ``fp = a - tp``, ``fn = s - tp`` and the mean correlation of the true positives.
+    """
+    student, teacher = np.asarray(student, np.float64), np.asarray(teacher, np.float64)
+    if student.ndim != 2 or teacher.ndim != 2 or len(student) != len(teacher):
+        raise ValueError(f"student and teacher must be (N, nodes) on the same N points; got {student.shape}, {teacher.shape}")
+    if not (np.all(np.isfinite(student)) and np.all(np.isfinite(teacher))):
+        raise ValueError("student and teacher activations must be finite")
+
+    def standardise(a):
+        sd = a.std(0)
+        return np.where(sd > 1e-12 * (1 + np.abs(a).max(0)), (a - a.mean(0)) / np.where(sd > 0, sd, 1), 0.0)
+
+    a, s = student.shape[1], teacher.shape[1]
+    if a == 0 or s == 0:
+        return {"tp": 0, "fp": a, "fn": s, "corr": float("nan")}
+    corr = standardise(student).T @ standardise(teacher) / len(student)
+    rows, cols = linear_sum_assignment(corr, maximize=True)
+    hit = corr[rows, cols] >= min_corr
+    tp = int(hit.sum())
+    return {"tp": tp, "fp": a - tp, "fn": s - tp, "corr": float(corr[rows, cols][hit].mean()) if tp else float("nan")}
+
+
+def teacher_data(config: Mapping, n: int, data_seed: int) -> data.Dataset:
+    return data.teacher(n, p=config["p"], widths=tuple(config["teacher_widths"]), active=tuple(config["active"]),
+                        noise=config["noise"], n_val=1, n_test=1, seed=config["teacher_seed"], data_seed=data_seed)
+
+
+def make_prior(name: str, pi: str) -> priors.Prior:
+    return priors.get(name, pi=_pi_value(pi))
+
+
+@functools.lru_cache(maxsize=None)
+def student(p: int, width: int, depth: int):
+    """The student ReLU MLP ``p -> (width,) * depth -> 1`` (one object per shape, so jitted code is reused)."""
+    return nets.mlp([p, *[width] * depth, 1], act="relu", name=f"student{width}")
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _outputs(net, draws, x):
+    """``(S, N)`` regression means under every draw of the parameters (one draw at a time: little memory)."""
+    return jax.lax.map(lambda p: net.apply(p, x)[:, 0], draws)
+
+
+def student_architecture(teacher_arch: Architecture, width: int) -> Architecture:
+    """The rate's architecture for a student of hidden width ``width``: the teacher's active nodes and bounds."""
+    k = teacher_arch.widths
+    return Architecture((k[0],) + (int(width),) * (len(k) - 2) + (k[-1],), teacher_arch.active, teacher_arch.bounds)
+
+
+def fit(config: Mapping, net, prior, train):
+    """SVI (or NUTS) of ``prior`` over ``net`` on ``train`` with the known noise sd."""
+    common = dict(likelihood="gaussian", noise=config["noise"], seed=config["seed"])
+    if config["method"] == "nuts":
+        return nuts(net, prior, train, num_warmup=config["warmup"], num_samples=config["samples"],
+                    num_chains=config["chains"], **common)
+    steps = config["steps"]
+    schedule = optax.cosine_decay_schedule(config["lr"], steps, alpha=1e-2)
+    return svi(net, prior, train, num_steps=steps, batch_size=min(config["batch"], len(train.y)),
+               optimizer=optax.adam(schedule), hard=False, chunk_size=min(2000, steps), progress=False, **common)
+
+
+def run(config: Mapping, out_dir: Path | None = None) -> dict:
+    """Fit one configuration; measure E_q[d_H], node recovery and eps_n; return the row (draws go to ``out_dir``)."""
+    ds = teacher_data(config, config["n"], config["seed"])
+    truth = ds.teacher
+    x_eval = teacher_data(config, config["n_eval"], EVAL_SEED + config["seed"]).train.x
+    f0 = np.asarray(truth.net.apply(truth.params, x_eval))[:, 0]
+    net = student(config["p"], config["width"], len(config["active"]))
+    prior = make_prior(config["prior"], config["pi"])
+    post = fit(config, net, prior, ds.train)
+
+    key = jax.random.key(config["seed"])
+    outputs = np.asarray(_outputs(net, post.sample_params(key, config["draws"]), x_eval), np.float64)
+    dists = np.asarray(hellinger(outputs, f0, config["noise"]), np.float64)
+    row = {"dh_mean": float(dists.mean()), "dh_sd": float(dists.std()), "dh_q10": float(np.quantile(dists, 0.1)),
+           "dh_q90": float(np.quantile(dists, 0.9)),
+           "dh_of_mean": float(hellinger(outputs.mean(0), f0, config["noise"])),
+           "f_rmse": float(np.sqrt(np.mean((outputs.mean(0) - f0) ** 2)))}
+
+    # node recovery: kept nodes of the posterior-mean network against the teacher's active nodes
+    incl = {k: np.asarray(v, np.float64) for k, v in post.inclusion_probs().items()}
+    masks = {k: v >= 0.5 for k, v in incl.items()}
+    acts = node_activations(net, post.mean_params(masks=masks), x_eval)
+    acts0 = node_activations(truth.net, truth.params, x_eval)
+    recovered = True
+    pis = priors.inclusion_probs(net, config["n"], _pi_value(config["pi"]))
+    for i, layer in enumerate(l.name for l in net.prunable_layers):
+        m = match_nodes(acts[layer][:, masks[layer]], acts0[layer][:, truth.masks[layer]])
+        row.update({f"kept_{i + 1}": int(masks[layer].sum()), f"tp_{i + 1}": m["tp"], f"fp_{i + 1}": m["fp"],
+                    f"fn_{i + 1}": m["fn"], f"corr_{i + 1}": m["corr"], f"incl_sum_{i + 1}": float(incl[layer].sum()),
+                    f"s_{i + 1}": int(truth.masks[layer].sum()), f"pi_{i + 1}": float(pis[layer])})
+        recovered &= m["fp"] == 0 and m["fn"] == 0
+    row["recovered"] = bool(recovered)
+
+    arch = student_architecture(architecture(truth.net, truth.params), config["width"])
+    pi = None if config["pi"] == "theory" else float(config["pi"])
+    row["eps_n"] = float(contraction_rate(*arch, config["n"], pi=pi))
+    row["wall_s"] = float(post.wall_time)
+    if config["method"] == "svi":
+        row["final_loss"] = float(np.mean(post.losses[-min(500, len(post.losses)):]))
+    else:
+        row.update(post.diagnostics.row("nuts_"))
+
+    if out_dir is not None:
+        store = ResultsStore(Path(out_dir) / DRAWS)
+        if not store.done(config):
+            store.add(config, [{"draw": s, "dh": float(d)} for s, d in enumerate(dists)])
+    return row
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def _log_log(n, y) -> tuple[np.ndarray, np.ndarray]:
+    n, y = np.asarray(n, np.float64), np.asarray(y, np.float64)
+    if n.shape != y.shape or n.ndim != 1:
+        raise ValueError(f"n and y must be 1-D of equal length; got {n.shape}, {y.shape}")
+    if np.any(~np.isfinite(n)) or np.any(~np.isfinite(y)) or np.any(n <= 0) or np.any(y <= 0):
+        raise ValueError("n and y must be finite and positive")
+    if np.unique(n).size < 2:
+        raise ValueError(f"a slope needs at least two distinct n; got {np.unique(n).tolist()}")
+    return np.log(n), np.log(y)
+
+
+def ols_slope(n, y) -> float:
+    """Least-squares slope of ln y on ln n."""
+    x, z = _log_log(n, y)
+    xc = x - x.mean()
+    return float(xc @ (z - z.mean()) / (xc @ xc))
+
+
+def fit_slope(n, y, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """:func:`ols_slope` and its percentile bootstrap interval at ``level``.
+
+    The bootstrap resamples the replicates (seeds) within each distinct n with replacement, keeping the
+    design; the interval is NaN when some n has a single replicate (nothing to resample).
+    """
+    slope = ols_slope(n, y)
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1); got {level}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1; got {n_boot}")
+    x, z = _log_log(n, y)
+    n = np.asarray(n, np.float64)
+    xc = x - x.mean()
+    groups = [np.flatnonzero(n == v) for v in np.unique(n)]
+    if min(len(g) for g in groups) < 2:
+        return slope, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.choice(g, (n_boot, len(g))) for g in groups], axis=1)  # (B, runs), same design
+    zb = z[idx]
+    xb = xc[idx]  # resampling within n keeps every x: xb has the same mean and spread as xc
+    boots = np.sum(xb * (zb - zb.mean(1, keepdims=True)), 1) / np.sum(xb * xb, 1)
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    return slope, float(lo), float(hi)
+
+
+def _layers(table: pd.DataFrame) -> list[int]:
+    return sorted(int(c.split("_")[1]) for c in table.columns if c.startswith("kept_"))
+
+
+def rate_runs(table: pd.DataFrame, base_width: int | None = None) -> pd.DataFrame:
+    """SVI runs of the n grid: the base width (default: the most common width)."""
+    svi_rows = table[table["method"] == "svi"]
+    if svi_rows.empty:
+        return svi_rows
+    width = svi_rows["width"].mode().iloc[0] if base_width is None else base_width
+    return svi_rows[svi_rows["width"] == width]
+
+
+def slopes(table: pd.DataFrame, base_width: int | None = None, n_boot: int = 2000) -> pd.DataFrame:
+    """Per (prior, pi): the measured log-log slope of E_q[d_H] with its bootstrap interval, and eps_n's."""
+    rows = []
+    for (prior, pi), g in rate_runs(table, base_width).groupby(["prior", "pi"], sort=False):
+        if g["n"].nunique() < 2:
+            continue
+        slope, lo, hi = fit_slope(g["n"], g["dh_mean"], n_boot=n_boot)
+        rows.append(dict(prior=prior, pi=pi, runs=len(g), n_min=int(g["n"].min()), n_max=int(g["n"].max()),
+                         slope=slope, slope_lo=lo, slope_hi=hi, eps_slope=ols_slope(g["n"], g["eps_n"])))
+    return pd.DataFrame(rows)
+
+
+def mass_table(table: pd.DataFrame, draws: pd.DataFrame, radii: Sequence[float] = RADII,
+               base_width: int | None = None) -> pd.DataFrame:
+    """Variational mass outside ``M * c * eps_n`` per run, ``c = mean E_q[d_H](n_min) / eps_{n_min}`` per (prior, pi)."""
+    runs = rate_runs(table, base_width)
+    out = []
+    for (prior, pi), g in runs.groupby(["prior", "pi"], sort=False):
+        first = g[g["n"] == g["n"].min()]
+        c = first["dh_mean"].mean() / first["eps_n"].mean()
+        for _, r in g.iterrows():
+            d = draws.loc[draws["config_key"] == r["config_key"], "dh"].to_numpy()
+            if d.size == 0:
+                continue
+            rec = dict(prior=prior, pi=pi, n=int(r["n"]), seed=int(r["seed"]))
+            for m in radii:
+                rec[f"mass_M{m:g}"] = float(mass_outside(d, m * c * r["eps_n"]))
+            out.append(rec)
+    return pd.DataFrame(out)
+
+
+def by_n(table: pd.DataFrame, draws: pd.DataFrame | None = None, base_width: int | None = None) -> pd.DataFrame:
+    """Per (prior, pi, n): mean (and sd over seeds) E_q[d_H], eps_n, kept/true positives per layer, recovery, mass outside."""
+    runs = rate_runs(table, base_width)
+    if runs.empty:
+        return pd.DataFrame()
+    nodes = {f"{k}_{i}": (f"{k}_{i}", "mean") for i in _layers(runs) for k in ("kept", "tp", "fp")}
+    out = runs.groupby(["prior", "pi", "n"], sort=False).agg(
+        seeds=("seed", "count"), dh=("dh_mean", "mean"), dh_sd=("dh_mean", "std"), eps_n=("eps_n", "mean"),
+        **nodes, recovered=("recovered", "mean")).reset_index()
+    if draws is not None and not draws.empty:
+        mass = mass_table(table, draws, base_width=base_width)
+        if not mass.empty:
+            out = out.merge(mass.drop(columns="seed").groupby(["prior", "pi", "n"], sort=False).mean().reset_index(),
+                            on=["prior", "pi", "n"], how="left")
+    return out
+
+
+def fan_in(table: pd.DataFrame, n: int | None = None) -> pd.DataFrame:
+    """Per (prior, pi, width) at one n: E_q[d_H] (mean, sd), kept nodes, and the ratios to the narrowest width
+    of E_q[d_H] and of eps_n."""
+    svi_rows = table[table["method"] == "svi"]
+    if svi_rows.empty:
+        return pd.DataFrame()
+    if n is None:  # the n with the most widths
+        n = svi_rows.groupby("n")["width"].nunique().idxmax()
+    g = svi_rows[svi_rows["n"] == n]
+    if g["width"].nunique() < 2:
+        return pd.DataFrame()
+    nodes = {f"kept_{i}": (f"kept_{i}", "mean") for i in _layers(g)}
+    out = g.groupby(["prior", "pi", "width"], sort=True).agg(
+        seeds=("seed", "count"), dh=("dh_mean", "mean"), dh_sd=("dh_mean", "std"), eps_n=("eps_n", "mean"),
+        **nodes).reset_index()
+    first = out.groupby(["prior", "pi"])[["dh", "eps_n"]].transform("first")
+    out["dh_ratio"] = out["dh"] / first["dh"]
+    out["eps_ratio"] = out["eps_n"] / first["eps_n"]
+    out.insert(3, "n", int(n))
+    return out
+
+
+def nuts_vs_svi(table: pd.DataFrame) -> pd.DataFrame:
+    """NUTS rows next to the SVI fit of the same (prior, pi, n, width, seed)."""
+    ref = table[table["method"] == "nuts"]
+    if ref.empty:
+        return pd.DataFrame()
+    keys = ["prior", "pi", "n", "width", "seed"]
+    cols = ["dh_mean", "recovered"] + [c for c in table.columns if c.startswith("kept_")]
+    merged = ref[keys + cols + [c for c in ("nuts_ok",) if c in ref]].merge(
+        table[table["method"] == "svi"][keys + cols], on=keys, how="left", suffixes=("_nuts", "_svi"))
+    return merged
+
+
+def summarize(table: pd.DataFrame, draws: pd.DataFrame | None = None, fan_in_n: int | None = None,
+              out_dir: Path | None = None) -> dict[str, pd.DataFrame]:
+    """All summary tables (see the module docstring); printed, and the slope / by-n tables written to ``out_dir``."""
+    if table.empty:
+        raise ValueError("the results table is empty")
+    parts = {"slopes": slopes(table), "by_n": by_n(table, draws),
+             "fan_in": fan_in(table, fan_in_n), "nuts": nuts_vs_svi(table)}
+    if out_dir is not None:
+        write_table(parts["slopes"], Path(out_dir) / SLOPES)
+        write_table(parts["by_n"], Path(out_dir) / SUMMARY)
+    titles = {"slopes": "log-log slope of E_q[d_H] vs n (95% bootstrap interval) and of eps_n",
+              "by_n": "by n (means over seeds): E_q[d_H], eps_n, kept / true / false positive nodes per layer, "
+                      "fraction recovered, variational mass outside M * eps_n (scaled to the first point)",
+              "fan_in": "fan-in at fixed active nodes: E_q[d_H] and eps_n relative to the narrowest width",
+              "nuts": "reference NUTS vs SVI (same data)"}
+    with pd.option_context("display.width", 200, "display.max_columns", 40, "display.float_format", "{:.4g}".format):
+        for name, part in parts.items():
+            if not part.empty:
+                print(f"\n== {titles[name]}\n{part.to_string(index=False)}")
+    return parts
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    p = parser("contraction", __doc__.splitlines()[0])
+    p.add_argument("--priors", nargs="+", default=None, choices=PRIORS, help="default: all (--quick: ss-ig)")
+    p.add_argument("--n", nargs="+", type=int, default=None, help="training-set sizes (default 500 ... 50000)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="replicate seeds (default: --seed, --seed + 1, --seed + 2; --quick: two)")
+    p.add_argument("--pi", nargs="+", default=None,
+                   help="prior inclusion probabilities: 'theory' and/or fixed values (default: theory 1e-4; --quick: theory)")
+    p.add_argument("--widths", nargs="+", type=int, default=None,
+                   help="student hidden widths; the first is used for the n grid, all at --fan-in-n (default 50 100 200)")
+    p.add_argument("--fan-in-n", type=int, default=None, help="n of the width grid (default 5000); 0 skips it")
+    p.add_argument("--noise", type=float, default=0.5, help="noise sd sigma of the teacher data (known to the model)")
+    p.add_argument("--teacher-seed", type=int, default=None, help="seed of the teacher network (default 0; --quick: 2)")
+    p.add_argument("--steps", type=int, default=None, help="SVI steps per fit (default 10000)")
+    p.add_argument("--lr", type=float, default=None, help="initial Adam learning rate, cosine-decayed to 1%% (default 3e-2)")
+    p.add_argument("--draws", type=int, default=None, help="posterior draws per fit for E_q (default 100)")
+    p.add_argument("--nuts", action=argparse.BooleanOptionalAction, default=None,
+                   help="reference NUTS at the smallest n (default: on, off with --quick)")
+    p.add_argument("--summary-only", action="store_true",
+                   help="fit nothing: summarise every run already in <out>/contraction.csv (e.g. after several invocations)")
+    args = p.parse_args(argv)
+    if args.summary_only:
+        path = args.out / TABLE
+        if not path.exists():
+            p.error(f"no {path} to summarise")
+        table = pd.read_csv(path)
+        draws_path = args.out / DRAWS
+        summarize(table, pd.read_csv(draws_path) if draws_path.exists() else None, args.fan_in_n or None, args.out)
+        return table
+    scale = QUICK if args.quick else FULL
+    try:
+        pis = list(dict.fromkeys(parse_pi(v) for v in (args.pi or scale["pi"])))
+    except ValueError as e:
+        p.error(str(e))
+    if not args.noise > 0:
+        p.error(f"--noise must be > 0; got {args.noise}")
+    ns = args.n or list(scale["n"])
+    widths = args.widths or list(scale["widths"])
+    fan_in_n = scale["fan_in_n"] if args.fan_in_n is None else args.fan_in_n
+    seeds = args.seeds if args.seeds is not None else [args.seed + i for i in range(scale["seeds"])]
+    settings = dict(scale["teacher"], noise=args.noise, n_eval=scale["n_eval"],
+                    draws=args.draws or scale["draws"], steps=args.steps or scale["steps"], batch=scale["batch"],
+                    lr=args.lr or scale["lr"])
+    if args.teacher_seed is not None:
+        settings["teacher_seed"] = args.teacher_seed
+    with_nuts = (not args.quick) if args.nuts is None else args.nuts
+    try:
+        configs = grid(priors_=args.priors or list(scale["priors"]), ns=ns, seeds=seeds, pis=pis, widths=widths,
+                       fan_in_n=fan_in_n if fan_in_n and len(widths) > 1 else None, settings=settings,
+                       with_nuts=with_nuts)
+    except ValueError as e:
+        p.error(str(e))
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.overwrite:
+        (args.out / DRAWS).unlink(missing_ok=True)
+    table = run_grid(configs, lambda c: run(c, args.out), args.out / TABLE, overwrite=args.overwrite, desc="contraction")
+    keys = {config_key(c) for c in configs}
+    mine = table[table["config_key"].isin(keys)]
+    draws_path = args.out / DRAWS
+    draws = pd.read_csv(draws_path) if draws_path.exists() else None
+    summarize(mine, draws, fan_in_n or None, args.out)
+    return mine
+
+
+if __name__ == "__main__":
+    main()
