@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from paper_figures.style import PALETTE, figure, save
 
@@ -43,6 +44,8 @@ def plot(table: pd.DataFrame):
     if len(nuts):
         ax_nuts.plot(nuts["n_params"], nuts["ess_per_s"], marker="o", ms=3.5, color=PALETTE[3])
         ax_nuts.set(xscale="log", yscale="log")
+        ax_nuts.xaxis.set_minor_formatter(NullFormatter())
+        ax_nuts.yaxis.set_minor_formatter(NullFormatter())
     else:
         ax_nuts.text(0.5, 0.5, "no NUTS runs", ha="center", va="center", transform=ax_nuts.transAxes)
     ax_nuts.set(xlabel="parameters", ylabel="NUTS min ESS / s", title="NUTS (small networks)")
