@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from paper_figures import style
 
@@ -57,8 +58,9 @@ def _priors(table: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(table["prior"]))
 
 
-def _panels(k: int, aspect: float = 0.36):
-    fig, axes = style.figure("double", aspect=aspect, ncols=k, squeeze=False)
+def _panels(k: int):
+    """``k`` panels side by side: one column for a single panel, two columns otherwise."""
+    fig, axes = style.figure("double" if k > 1 else "single", aspect=0.36 if k > 1 else 0.75, ncols=k, squeeze=False)
     return fig, list(axes[0])
 
 
@@ -71,7 +73,7 @@ def plot_rate(table: pd.DataFrame, slopes: pd.DataFrame | None = None) -> Figure
     for ax, prior in zip(axes, priors):
         colour = style.method_color(prior)
         part = runs[runs["prior"] == prior]
-        notes = []
+        notes, several = [], part["pi"].nunique() > 1
         for j, (pi, g) in enumerate(part.groupby("pi", sort=False)):
             ls = PI_STYLE[j % len(PI_STYLE)]
             mean = g.groupby("n")[["dh_mean", "eps_n"]].mean()
@@ -84,18 +86,17 @@ def plot_rate(table: pd.DataFrame, slopes: pd.DataFrame | None = None) -> Figure
                 if not row.empty:
                     r = row.iloc[0]
                     interval = "" if np.isnan(r["slope_lo"]) else f" [{r['slope_lo']:.2f}, {r['slope_hi']:.2f}]"
-                    notes.append(f"{_pi_label(pi)}: slope {r['slope']:.2f}{interval}, ε_n {r['eps_slope']:.2f}")
+                    prefix = f"{_pi_label(pi)}: " if several else ""
+                    notes.append(f"{prefix}slope {r['slope']:.2f}{interval} (ε_n {r['eps_slope']:.2f})")
         ref = table[(table["method"] == "nuts") & (table["prior"] == prior)]
         if not ref.empty:
             ax.scatter(ref["n"], ref["dh_mean"], marker="D", s=14, color=style.method_color("nuts"), label="NUTS", zorder=3)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("n")
-        ax.set_title(style.method_label(prior), loc="left")
-        if notes:
-            ax.text(0.03, 0.03, "\n".join(notes), transform=ax.transAxes, va="bottom", ha="left", fontsize=6)
+        ax.set_title("\n".join([style.method_label(prior), *notes]), loc="left", fontsize=7)
     axes[0].set_ylabel("E_q[d_H]")
-    axes[-1].legend(loc="upper right", frameon=False, fontsize=6)
+    axes[0].legend(loc="lower left", frameon=False, fontsize=6)
     fig.tight_layout()
     return fig
 
@@ -123,7 +124,8 @@ def plot_recovery(table: pd.DataFrame) -> Figure:
             ax.plot(g.index, g[f"tp_{i}"], marker="x", ms=3, ls="--", color=colour, label=f"true positives, layer {i}")
             ax.axhline(g[f"s_{i}"].iloc[0], color=colour, lw=0.6, ls=":")
         ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=10)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("n")
         ax.set_title(f"{style.method_label(prior)} ({_pi_label(pi)}; dotted: s_l)", loc="left")
     axes[0].set_ylabel("hidden nodes")
