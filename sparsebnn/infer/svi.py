@@ -128,7 +128,8 @@ class SVIPosterior:
 
     ``losses``: per-step ``−ELBO / N``; ``history``: one dict per validation (step, loss,
     temperature, val metrics, nodes kept); ``wall_time`` (s, training incl. compilation) and
-    ``steps_per_s`` (steady state, compilation excluded); ``n_devices`` the batch was split over.
+    ``steps_per_s`` (steady state, compilation excluded); ``n_devices`` the batch was split over;
+    ``chunk_times``: ``(steps, seconds)`` of every jitted chunk of this call (the first includes compilation).
     """
 
     model: BNN
@@ -140,6 +141,7 @@ class SVIPosterior:
     wall_time: float
     steps_per_s: float
     n_devices: int = 1
+    chunk_times: list = dataclasses.field(default_factory=list)
 
     @property
     def net(self) -> Network:
@@ -455,7 +457,7 @@ def svi(
     start = int(state.step)
     bar = tqdm(total=num_steps, initial=min(start, num_steps), unit="step", disable=not progress,
                desc=f"svi {getattr(prior, 'name', type(prior).__name__)}")
-    t_start, steady_time, steady_steps, chunks = time.perf_counter(), 0.0, 0, 0
+    t_start, steady_time, steady_steps, chunks, chunk_times = time.perf_counter(), 0.0, 0, 0, []
     step_now, last_eval = start, start
     while step_now < num_steps:
         length = min(chunk_size, num_steps - step_now)
@@ -463,6 +465,7 @@ def svi(
         state, chunk_losses = run_chunk(state, x_dev, y_dev, length)
         chunk_losses = np.asarray(chunk_losses)  # the one host sync per chunk
         dt = time.perf_counter() - t0
+        chunk_times.append((length, dt))
         if chunks > 0:
             steady_time, steady_steps = steady_time + dt, steady_steps + length
         chunks += 1
@@ -491,7 +494,7 @@ def svi(
     steps_per_s = steady_steps / steady_time if steady_steps else (step_now - start) / max(wall, 1e-9)
     params = jax.device_get(state.params)
     return SVIPosterior(model, guide, jax.tree_util.tree_map(jnp.asarray, params), n, losses, history, wall, steps_per_s,
-                        len(devices))
+                        len(devices), chunk_times)
 
 
 __all__ = ["SVIPosterior", "SVIState", "load_checkpoint", "save_checkpoint", "svi"]
