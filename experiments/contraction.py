@@ -376,7 +376,8 @@ def fan_in(table: pd.DataFrame, n: int | None = None) -> pd.DataFrame:
     if n is None:  # the n with the most widths
         n = svi_rows.groupby("n")["width"].nunique().idxmax()
     g = svi_rows[svi_rows["n"] == n]
-    if g["width"].nunique() < 2:
+    g = g[g.groupby(["prior", "pi"])["width"].transform("nunique") > 1]  # (prior, pi) with a width grid
+    if g.empty:
         return pd.DataFrame()
     nodes = {f"kept_{i}": (f"kept_{i}", "mean") for i in _layers(g)}
     out = g.groupby(["prior", "pi", "width"], sort=True).agg(
