@@ -51,7 +51,7 @@ def _base(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pi_label(pi: str) -> str:
-    return "π theory" if pi == "theory" else f"π = {pi}"
+    return "π theory" if pi == "theory" else f"π = {float(pi):.0e}"
 
 
 def _priors(table: pd.DataFrame) -> list[str]:
@@ -87,14 +87,15 @@ def plot_rate(table: pd.DataFrame, slopes: pd.DataFrame | None = None) -> Figure
                     r = row.iloc[0]
                     interval = "" if np.isnan(r["slope_lo"]) else f" [{r['slope_lo']:.2f}, {r['slope_hi']:.2f}]"
                     prefix = f"{_pi_label(pi)}: " if several else ""
-                    notes.append(f"{prefix}slope {r['slope']:.2f}{interval} (ε_n {r['eps_slope']:.2f})")
+                    notes.append(f"{prefix}{r['slope']:.2f}{interval} vs ε_n {r['eps_slope']:.2f}")
         ref = table[(table["method"] == "nuts") & (table["prior"] == prior)]
         if not ref.empty:
             ax.scatter(ref["n"], ref["dh_mean"], marker="D", s=14, color=style.method_color("nuts"), label="NUTS", zorder=3)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("n")
-        ax.set_title("\n".join([style.method_label(prior), *notes]), loc="left", fontsize=7)
+        title = style.method_label(prior) + (": log–log slope [95% CI]" if notes else "")
+        ax.set_title("\n".join([title, *notes]), loc="left", fontsize=6.5)
     axes[0].set_ylabel("E_q[d_H]")
     axes[0].legend(loc="lower left", frameon=False, fontsize=6)
     fig.tight_layout()
@@ -148,6 +149,7 @@ def plot_fan_in(table: pd.DataFrame) -> Figure:
     if n is None:
         raise ValueError("table has no width grid (SVI runs at one n with several widths)")
     runs = table[(table["method"] == "svi") & (table["n"] == n)]
+    runs = runs[runs.groupby(["prior", "pi"])["width"].transform("nunique") > 1]  # (prior, pi) with a width grid
     fig, ax = style.figure("single")
     for prior, part in runs.groupby("prior", sort=False):
         colour = style.method_color(prior)

@@ -220,7 +220,7 @@ def test_figures_from_a_synthetic_table(tmp_path):
     table = _synthetic(np.random.default_rng(0))
     rate = fig.plot_rate(table, exp.slopes(table))
     ax = rate.axes[0]
-    assert len(rate.axes) == 2 and "π theory: slope -0.5" in ax.get_title(loc="left")
+    assert len(rate.axes) == 2 and "π theory: -0.5" in ax.get_title(loc="left")
     # the eps_n curve is scaled to the first mean point
     lines = {line.get_label(): line for line in ax.get_lines()}
     measured, scaled = lines["E_q d_H, π theory"], lines["ε_n scaled, π theory"]
