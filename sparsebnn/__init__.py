@@ -5,6 +5,10 @@ Submodules are imported on first use: ``from sparsebnn import bmr, nets, priors,
 
 import importlib
 
+# NumPyro must be imported before ArviZ: ArviZ's lazy loading of NumPyro otherwise leaves
+# ``numpyro.factor`` unbound in this environment (seen with arviz 1.3 / numpyro 0.22).
+import numpyro  # noqa: F401
+
 __version__ = "0.1.0"
 
 _SUBMODULES = ("bmr", "nets", "priors", "infer", "metrics", "data", "model", "prune", "compact", "results")
