@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import NullFormatter
 
-from paper_figures.style import PALETTE, figure, save
+from paper_figures.style import PALETTE, figure, read_table, save
 
 TABLE = "bench_scaling.csv"
 LABELS = {"bmr-weight": "BMR (weights) / elementwise", "bmr-node": "BMR (nodes) / elementwise",
@@ -54,10 +54,7 @@ def plot(table: pd.DataFrame):
 
 
 def make(results_dir: Path, out_dir: Path) -> list[Path]:
-    path = Path(results_dir) / TABLE
-    if not path.exists():
-        return []
-    table = pd.read_csv(path)
-    if table.empty or not np.isfinite(table.get("ratio", pd.Series(dtype=float))).any():
+    table = read_table(results_dir, TABLE)
+    if table is None or not np.isfinite(table.get("ratio", pd.Series(dtype=float))).any():
         return []
     return save(plot(table), Path(out_dir) / "bench_scaling")

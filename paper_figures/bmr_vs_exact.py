@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -70,22 +69,12 @@ def plot(table: pd.DataFrame) -> Figure:
 
 def make(results_dir: Path, out_dir: Path) -> list[Path]:
     """Draw the figure from ``results_dir/bmr_exact.csv`` into ``out_dir``; ``[]`` if the table is absent."""
-    path = Path(results_dir) / TABLE
-    if not path.exists():
-        return []
-    return style.save(plot(pd.read_csv(path)), Path(out_dir) / STEM)
+    table = style.read_table(results_dir, TABLE)
+    return [] if table is None else style.save(plot(table), Path(out_dir) / STEM)
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
-    p = argparse.ArgumentParser(prog="python -m paper_figures.bmr_vs_exact", description=__doc__.splitlines()[0])
-    p.add_argument("--results", type=Path, default=Path("results"))
-    p.add_argument("--out", type=Path, default=Path("figures"))
-    args = p.parse_args(argv)
-    paths = make(args.results, args.out)
-    if not paths:
-        raise SystemExit(f"no {args.results / TABLE}; run python -m experiments.bmr_exact first")
-    print("\n".join(str(x) for x in paths))
-    return paths
+    return style.figure_cli("bmr_vs_exact", make, "bmr_exact", argv)
 
 
 if __name__ == "__main__":

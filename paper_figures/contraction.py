@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -171,12 +170,10 @@ def plot_fan_in(table: pd.DataFrame) -> Figure:
 
 def make(results_dir: Path, out_dir: Path) -> list[Path]:
     """Draw the figures from ``results_dir/contraction.csv`` into ``out_dir``; ``[]`` if the table is absent."""
-    path = Path(results_dir) / TABLE
-    if not path.exists():
+    table = style.read_table(results_dir, TABLE)
+    if table is None:
         return []
-    table = pd.read_csv(path)
-    slopes_path = Path(results_dir) / SLOPES
-    slopes = pd.read_csv(slopes_path, dtype={"pi": str}) if slopes_path.exists() else None
+    slopes = style.read_table(results_dir, SLOPES, dtype={"pi": str})
     out = Path(out_dir)
     paths = style.save(plot_rate(table, slopes), out / STEMS[0]) + style.save(plot_recovery(table), out / STEMS[1])
     if fan_in_n(table) is not None:
@@ -185,15 +182,7 @@ def make(results_dir: Path, out_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
-    p = argparse.ArgumentParser(prog="python -m paper_figures.contraction", description=__doc__.splitlines()[0])
-    p.add_argument("--results", type=Path, default=Path("results"))
-    p.add_argument("--out", type=Path, default=Path("figures"))
-    args = p.parse_args(argv)
-    paths = make(args.results, args.out)
-    if not paths:
-        raise SystemExit(f"no {args.results / TABLE}; run python -m experiments.contraction first")
-    print("\n".join(str(x) for x in paths))
-    return paths
+    return style.figure_cli("contraction", make, "contraction", argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from paper_figures.style import PALETTE, figure, method_color, save
+from paper_figures.style import PALETTE, figure, method_color, read_table, save
 
 TABLE = "stochastic_bmr.csv"
 # experiment method -> style method (colours shared across figures)
@@ -88,11 +88,8 @@ def plot_rounds(table: pd.DataFrame):
 
 
 def make(results_dir: Path, out_dir: Path) -> list[Path]:
-    path = Path(results_dir) / TABLE
-    if not path.exists():
-        return []
-    table = pd.read_csv(path)
-    if table.empty:
+    table = read_table(results_dir, TABLE)
+    if table is None:
         return []
     paths = save(plot_metrics(table), Path(out_dir) / "stochastic_bmr_metrics")
     if (table["reduction"] == "iterative").any():

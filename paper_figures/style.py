@@ -6,9 +6,12 @@ Every figure function takes a results table and returns a ``matplotlib.figure.Fi
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -74,4 +77,27 @@ def save(fig, stem: str | Path) -> list[Path]:
     for p in paths:
         fig.savefig(p)
     plt.close(fig)
+    return paths
+
+
+def read_table(results_dir: str | Path, name: str, **kw) -> pd.DataFrame | None:
+    """The results table ``results_dir/name``, or ``None`` when it is absent or empty."""
+    path = Path(results_dir) / name
+    if not path.exists():
+        return None
+    table = pd.read_csv(path, **kw)
+    return None if table.empty else table
+
+
+def figure_cli(module: str, make: Callable[[Path, Path], list[Path]], experiment: str,
+               argv: list[str] | None = None) -> list[Path]:
+    """``python -m paper_figures.<module> [--results R] [--out F]``: run ``make`` and list the files written."""
+    p = argparse.ArgumentParser(prog=f"python -m paper_figures.{module}")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--out", type=Path, default=Path("figures"))
+    args = p.parse_args(argv)
+    paths = make(args.results, args.out)
+    if not paths:
+        raise SystemExit(f"no results in {args.results}; run python -m experiments.{experiment} first")
+    print("\n".join(str(x) for x in paths))
     return paths
