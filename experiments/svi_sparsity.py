@@ -11,8 +11,9 @@ a linear KL warm-up ``β: 0 → 1`` over ``--warmup`` steps, then the plain ELBO
 pruned by the prior's own rule and evaluated on the test split with ``--samples`` posterior draws:
 
 * spike-and-slab priors (ss-ig, ss-gl, ss-ghs): keep node j when ``σ(θ_j) >= 0.5``;
-* gaussian and horseshoe (non-centred ``ε ~ N(0, 1)`` sites): Bayesian model reduction, a weight is
-  moved to the spike when its ΔF > 0 and a node when the ΔF of its incoming group is > 0;
+* gaussian and horseshoe (non-centred ``ε ~ N(0, 1)`` sites): Bayesian model reduction as in the BMR
+  anchor, a weight is moved to the spike when its ΔF > 0; a node goes when its whole incoming group
+  (weights and bias) has gone (``SVIPosterior.node_masks("bmr")``, the group-ΔF rule, is stricter);
 * map: Adam on the log posterior under ``N(0, 1)`` (``sparsebnn.infer.laplace.map_train``, same
   steps and batch), unpruned, the reference accuracy.
 
@@ -58,11 +59,13 @@ def make_prior(name: str) -> priors.Prior:
     return priors.get(name)
 
 
-def combine(node_masks: dict, weight_masks: dict) -> dict:
-    """Weight masks ``{layer: {"w", "b"}}`` that also drop the incoming groups of pruned nodes."""
-    out = {k: {kk: np.asarray(m) for kk, m in v.items()} for k, v in weight_masks.items()}
-    for k, m in node_masks.items():
-        out[k] = {kk: out[k][kk] & np.asarray(m) for kk in ("w", "b")}
+def dead_nodes(net, weight_masks: dict) -> dict:
+    """Node masks of the prunable layers: a node is kept while any weight of its incoming group is."""
+    out = {}
+    for layer in net.prunable_layers:
+        m = weight_masks[layer.name]
+        w = np.asarray(m["w"]).reshape(-1, layer.n_nodes)
+        out[layer.name] = w.any(axis=0) | np.asarray(m["b"])
     return out
 
 
@@ -88,8 +91,11 @@ def run(config: dict) -> dict:
         post = svi(net, make_prior(config["prior"]), ds, num_steps=steps, batch_size=batch,
                    optimizer=optax.adam(lr), kl_weight=beta, seed=config["seed"], progress=config["progress"])
         wall = time.perf_counter() - t0
-        masks = post.node_masks()
-        pruned = masks if post.prior.indicators else combine(masks, post.weight_masks())
+        if post.prior.indicators:
+            masks = pruned = post.node_masks()
+        else:
+            pruned = post.weight_masks()
+            masks = dead_nodes(net, pruned)
         k_pred, k_mean = jax.random.split(key)
         dense = metrics.evaluate(np.asarray(post.predict(ds.test.x, k_pred, config["samples"])), ds.test.y)
         row.update(accuracy_dense=dense["accuracy"], nll_dense=dense["nll"])

@@ -22,7 +22,7 @@ from numpyro import handlers
 from numpyro.infer.initialization import init_to_median
 
 from sparsebnn.nets.base import Network, Params
-from sparsebnn.priors.base import Prior, leaf_names, weight_site_path, DECENTERED
+from sparsebnn.priors.base import DECENTERED, Prior, leaf_names, weight_site_path
 
 LIKELIHOODS = ("categorical", "gaussian")
 

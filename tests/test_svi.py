@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from numpyro import handlers
 from numpyro.infer import TraceMeanField_ELBO
 from scipy import special
 

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import jax
-import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
