@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from paper_figures.style import PALETTE, figure, method_color, save
+from paper_figures.style import PALETTE, figure, method_color, read_table, save
 
 TABLE = "spam.csv"
 STRUCTURES = ["map", "scalar", "layer", "node", "unit", "parameter"]
@@ -62,12 +62,11 @@ def plot_criteria(table: pd.DataFrame, structure: str | None = None):
 
 
 def make(results_dir: Path, out_dir: Path) -> list[Path]:
-    path = Path(results_dir) / TABLE
-    if not path.exists():
+    table = read_table(results_dir, TABLE)
+    if table is None:
         return []
-    table = pd.read_csv(path)
     paths = []
-    for net in dict.fromkeys(table.get("net", [])):
+    for net in dict.fromkeys(table["net"]):
         sub = table[table["net"] == net]
         if (sub["criterion"] == "opd").any():
             paths += save(plot_structures(sub), Path(out_dir) / f"spam_structures_{net}")
