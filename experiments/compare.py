@@ -45,7 +45,7 @@ import optax
 import pandas as pd
 
 from experiments._cli import parser, run_grid
-from experiments.svi_sparsity import combine, make_prior
+from experiments.svi_sparsity import make_prior, pruning_masks
 from sparsebnn import compact, metrics, nets, priors, prune
 from sparsebnn import data as datasets
 from sparsebnn.infer import svi
@@ -167,8 +167,7 @@ def run(config: dict, out: Path) -> list[dict]:
     elif method in SVI_PRIORS:
         post = _fit_svi(config, net, ds)
         wall = time.perf_counter() - t0
-        masks = post.node_masks()
-        pruned_masks = masks if post.prior.indicators else combine(masks, post.weight_masks())
+        masks, pruned_masks = pruning_masks(post)
         k_pred, k_mean = jax.random.split(key)
         outputs = np.asarray(post.predict(ds.test.x, k_pred, config["samples"], masks=pruned_masks))
         params = post.mean_params(k_mean, config["samples"], masks=pruned_masks)

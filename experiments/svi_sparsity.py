@@ -69,6 +69,16 @@ def dead_nodes(net, weight_masks: dict) -> dict:
     return out
 
 
+def pruning_masks(post) -> tuple[dict, dict]:
+    """``(node_masks, masks)`` of an SVI posterior: indicator rule for spike-and-slab priors, else BMR
+    weight masks, with a node dropped when its whole incoming group has gone."""
+    if post.prior.indicators:
+        nodes = post.node_masks()
+        return nodes, nodes
+    pruned = post.weight_masks()
+    return dead_nodes(post.net, pruned), pruned
+
+
 def run(config: dict) -> dict:
     ds = datasets.load(config["dataset"], seed=config["seed"])
     net = build_net(config["net"], ds, config["hidden"])
@@ -91,11 +101,7 @@ def run(config: dict) -> dict:
         post = svi(net, make_prior(config["prior"]), ds, num_steps=steps, batch_size=batch,
                    optimizer=optax.adam(lr), kl_weight=beta, seed=config["seed"], progress=config["progress"])
         wall = time.perf_counter() - t0
-        if post.prior.indicators:
-            masks = pruned = post.node_masks()
-        else:
-            pruned = post.weight_masks()
-            masks = dead_nodes(net, pruned)
+        masks, pruned = pruning_masks(post)
         k_pred, k_mean = jax.random.split(key)
         dense = metrics.evaluate(np.asarray(post.predict(ds.test.x, k_pred, config["samples"])), ds.test.y)
         row.update(accuracy_dense=dense["accuracy"], nll_dense=dense["nll"])
