@@ -101,14 +101,15 @@ class MeanFieldGuide:
     ``init_values``: starting site values (e.g. :meth:`sparsebnn.model.BNN.init_sites`); sites not
     given start at 0 (real) or 1 (positive) in the constrained space. ``init_scale``: the initial
     ``σ = exp(ρ)`` of every Gaussian factor; ``init_inclusion``: the initial ``σ(θ)`` of every
-    indicator. ``hard``: straight-through hard indicator samples during training.
+    indicator. ``hard``: straight-through hard indicator samples during training (off by default:
+    see :func:`sparsebnn.infer.svi`).
 
     Call it with the model's arguments; ``temperature=T`` relaxes the indicators (training),
     ``temperature=None`` samples them exactly. Usable with ``numpyro.infer.SVI``/``Predictive``.
     """
 
     def __init__(self, model: Callable, *args, init_values: Mapping[str, jax.Array] | None = None,
-                 init_scale: float = 1e-2, init_inclusion: float = 0.99, hard: bool = True, **kwargs):
+                 init_scale: float = 1e-2, init_inclusion: float = 0.99, hard: bool = False, **kwargs):
         if not init_scale > 0:
             raise ValueError(f"init_scale must be > 0; got {init_scale}")
         if not 0 < init_inclusion < 1:
