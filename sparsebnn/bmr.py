@@ -54,12 +54,14 @@ PyTree = Any
 __all__ = [
     "beta_bernoulli_rule",
     "beta_bernoulli_zeta",
+    "beta_bernoulli_zeta_spiked",
     "delta_f",
     "delta_f_mvn",
     "group_delta_f",
     "node_delta_f",
     "reduced_posterior",
     "reduced_posterior_mvn",
+    "spike_delta_f",
     "threshold_rule",
 ]
 
@@ -221,6 +223,31 @@ def delta_f(post_mean, post_var, prior_mean, prior_var, red_mean=0.0, red_var=0.
     args = (post_mean, post_var, prior_mean, prior_var, red_mean, red_var)
     treedef, leaves = _prepare(args)
     return treedef.unflatten([_delta_f_leaf(*leaf) for leaf in leaves])
+
+
+def spike_delta_f(post_mean, post_var, prior_var) -> PyTree:
+    r"""ΔF of the spike at zero under a zero-mean prior: ``delta_f(post_mean, post_var, 0, prior_var)``.
+
+    The Savage–Dickey ratio ``ln q(0) - ln p(0) = -½ ln(s²/s₀²) - μ²/(2 s²)`` as one cheap expression
+    that XLA fuses with whatever follows (the pruning pass of :func:`sparsebnn.reduction.reduce`);
+    :func:`delta_f` is the general, cancellation-free form. Arguments, broadcasting and checks as
+    :func:`delta_f` (``post_var``, ``prior_var`` > 0).
+    """
+    names = ("post_mean", "post_var", "prior_var")
+    treedef, leaves = _tree_args(names, (post_mean, post_var, prior_var))
+    eager = _concrete(post_mean, post_var, prior_var)
+    out = []
+    for leaf in leaves:
+        dtype = _float_dtype(*leaf)
+        pm, pv, v0 = (jnp.asarray(x, dtype) for x in leaf)
+        _broadcast_shape(names, [x.shape for x in (pm, pv, v0)])
+        if eager:
+            for name, x in zip(names, (pm, pv, v0)):
+                _check_finite(name, x)
+            _check_positive("post_var", pv)
+            _check_positive("prior_var", v0)
+        out.append(-0.5 * jnp.log(pv / v0) - 0.5 * pm * pm / pv)
+    return treedef.unflatten(out)
 
 
 def reduced_posterior(post_mean, post_var, prior_mean, prior_var, red_mean=0.0, red_var=0.0):
@@ -421,12 +448,33 @@ def threshold_rule(df: PyTree, margin: float = 0.0) -> PyTree:
 
 
 @partial(jax.jit, static_argnums=1)
-def _zeta(flat, n_iter: int):
-    def step(_, zeta):
-        q = jax.nn.sigmoid(zeta - flat)
-        return digamma(1 + q.sum()) - digamma(1 + (1 - q).sum())
+def _zeta(leaves, n_iter: int):
+    """ζ pooled over ``leaves`` (arrays of ΔF; +inf entries count as pruned, q = 0), traceable.
 
-    return jax.lax.fori_loop(0, n_iter, step, jnp.zeros((), flat.dtype))
+    One fused reduction per leaf and iteration, no concatenation: ``σ(ζ − ΔF)`` as
+    ``½ + ½ tanh(½(ζ − ΔF))`` (one transcendental) and ``Σ(1 − q) = N − Σq``.
+    """
+    n = sum(x.size for x in leaves)
+    dtype = jnp.result_type(*leaves)
+
+    def step(_, zeta):
+        total = sum(jnp.sum(0.5 + 0.5 * jnp.tanh(0.5 * (zeta - x))) for x in leaves)
+        return digamma(1 + total) - digamma(1 + n - total)
+
+    return jax.lax.fori_loop(0, n_iter, step, jnp.zeros((), dtype))
+
+
+def _check_n_iter(n_iter) -> None:
+    if int(n_iter) != n_iter or n_iter < 0:
+        raise ValueError(f"n_iter must be a non-negative integer; got {n_iter!r}")
+
+
+def _df_leaves(df) -> list:
+    leaves = [jnp.asarray(x) for x in jax.tree_util.tree_leaves(df)]
+    if not leaves or sum(x.size for x in leaves) == 0:
+        raise ValueError("df has no entries")
+    dtype = _float_dtype(*leaves)
+    return [x.astype(dtype) for x in leaves]
 
 
 def beta_bernoulli_zeta(df: PyTree, n_iter: int = 4) -> jax.Array:
@@ -436,14 +484,29 @@ def beta_bernoulli_zeta(df: PyTree, n_iter: int = 4) -> jax.Array:
     ``q = σ(ζ - ΔF)``, ``α = 1 + Σq``, ``β = 1 + Σ(1 - q)``, ``ζ = ψ(α) - ψ(β)``
     (the keep probability's Beta posterior; anchor: bmr4pml, 4 iterations).
     """
-    if int(n_iter) != n_iter or n_iter < 0:
-        raise ValueError(f"n_iter must be a non-negative integer; got {n_iter!r}")
+    _check_n_iter(n_iter)
     _check_df_tree(df)
-    leaves = [jnp.ravel(jnp.asarray(x)) for x in jax.tree_util.tree_leaves(df)]
-    if not leaves or sum(x.size for x in leaves) == 0:
-        raise ValueError("df has no entries")
-    flat = jnp.concatenate(leaves)
-    return _zeta(flat.astype(_float_dtype(flat)), int(n_iter))
+    return _zeta(_df_leaves(df), int(n_iter))
+
+
+def beta_bernoulli_zeta_spiked(df: PyTree, spike: PyTree, n_iter: int = 4) -> jax.Array:
+    r""":func:`beta_bernoulli_zeta` of a layer some of whose coordinates are already at the spike.
+
+    ``spike`` (bool, shaped like ``df``) marks them: they count among the ``N`` coordinates as
+    pruned (``q = 0``) whatever ``df`` holds there, i.e. ``Σq`` runs over the free coordinates only
+    and ``β = 1 + N - Σq``. With no spike this is :func:`beta_bernoulli_zeta`. Jit-compatible.
+    """
+    _check_n_iter(n_iter)
+    if jax.tree_util.tree_structure(spike) != jax.tree_util.tree_structure(df) or any(
+        jnp.shape(s) != jnp.shape(d) for s, d in zip(jax.tree_util.tree_leaves(spike), jax.tree_util.tree_leaves(df))
+    ):
+        raise ValueError("spike must be a pytree shaped like df")
+    leaves = _df_leaves(df)
+    spikes = [jnp.asarray(s, bool) for s in jax.tree_util.tree_leaves(spike)]
+    if _concrete(df, spike):
+        for d, s in zip(leaves, spikes):
+            _check_finite("df", np.asarray(d)[~np.asarray(s)])
+    return _zeta([jnp.where(s, jnp.inf, d) for d, s in zip(leaves, spikes)], int(n_iter))
 
 
 def beta_bernoulli_rule(df: PyTree, n_iter: int = 4) -> PyTree:

@@ -13,7 +13,7 @@ and a node's (filter's) ΔF is the sum over its incoming group ``(w[..., j], b[j
 
 * ``"threshold"``: prune where ΔF > ``margin``;
 * ``"beta_bernoulli"``: per layer, keep where ΔF ≤ ζ with ζ from the Beta–Bernoulli iteration
-  (:func:`sparsebnn.bmr.beta_bernoulli_zeta`; coordinates already at the spike count as pruned),
+  (:func:`sparsebnn.bmr.beta_bernoulli_zeta_spiked`: coordinates already at the spike count as pruned),
 
 ``level="weight"`` to every coordinate of every layer but the output layer (``net.layers[-1]``),
 or ``level="node"`` to the nodes of every node-prunable layer (``layer.prunable``). Pruning is never
@@ -49,7 +49,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.scipy.special import digamma
 from numpyro.infer import TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
@@ -158,46 +157,23 @@ def node_alive(keep: Params, net: Network) -> dict:
     return out
 
 
-def _zeta(df: Params, spike: Params, n_iter: int) -> jax.Array:
-    """Beta–Bernoulli ζ of one layer (:func:`sparsebnn.bmr.beta_bernoulli_zeta`); spikes count as pruned (q = 0).
-
-    With ``S = Σ_free σ(ζ − ΔF)`` over the free coordinates and ``N`` coordinates in all,
-    ``α = 1 + S``, ``β = 1 + N − S``, ``ζ ← ψ(α) − ψ(β)``, ``n_iter`` times from ζ = 0. One fused
-    reduction per leaf and iteration (no concatenation): the same numbers as ``bmr.beta_bernoulli_zeta``
-    on the pooled layer, an order of magnitude faster on large layers.
-    """
-    leaves = [jnp.where(s, jnp.inf, d) for d, s in zip(jax.tree_util.tree_leaves(df), jax.tree_util.tree_leaves(spike))]
-    n = sum(x.size for x in leaves)
-    dtype = jnp.result_type(*leaves)
-
-    def step(_, zeta):
-        total = sum(jnp.sum(0.5 + 0.5 * jnp.tanh(0.5 * (zeta - x))) for x in leaves)  # σ(ζ − ΔF), cheaper via tanh
-        return digamma(1 + total) - digamma(1 + n - total)
-
-    return jax.lax.fori_loop(0, n_iter, step, jnp.zeros((), dtype))
-
-
 def _decide(df, spike, rule: str, margin, n_iter: int):
     """Keep mask of one layer (a pytree of ΔF): never revives a spike."""
-    limit = margin if rule == "threshold" else _zeta(df, spike, n_iter)
+    limit = margin if rule == "threshold" else bmr.beta_bernoulli_zeta_spiked(df, spike, n_iter)
     return jax.tree_util.tree_map(lambda d, s: (d <= limit) & ~s, df, spike)
 
 
-def _spike_delta_f(mean, var, prior_var):
-    """ΔF of a spike at 0 under the prior ``N(0, prior_var)``: ``−½ ln(var/prior_var) − mean²/(2 var)``; 0 where ``prior_var == 0``.
-
-    :func:`sparsebnn.bmr.delta_f` with ``red_mean = red_var = 0`` (the Savage–Dickey ratio), written as one
-    cheap expression so that XLA fuses the whole pruning pass into a single loop over the weights.
-    """
-    spike = prior_var == 0
-    df = -0.5 * jnp.log(var / jnp.where(spike, 1.0, prior_var)) - 0.5 * mean * mean / var
-    return jnp.where(spike, 0.0, df)
+def _spike_delta_f(mean, var, prior_var, spike):
+    """:func:`sparsebnn.bmr.spike_delta_f` (Savage–Dickey); 0 where ``spike`` (``prior_var == 0``: already there)."""
+    safe = jax.tree_util.tree_map(lambda s, v: jnp.where(s, jnp.ones_like(v), v), spike, prior_var)
+    df = bmr.spike_delta_f(mean, var, safe)
+    return jax.tree_util.tree_map(lambda s, d: jnp.where(s, jnp.zeros_like(d), d), spike, df)
 
 
 @partial(jax.jit, static_argnames=("net", "rule", "level", "n_iter"))
 def _reduce(mean, var, prior_var, margin, *, net: Network, rule: str, level: str, n_iter: int):
     spike = jax.tree_util.tree_map(lambda v: v == 0, prior_var)
-    df = jax.tree_util.tree_map(_spike_delta_f, mean, var, prior_var)
+    df = _spike_delta_f(mean, var, prior_var, spike)
     keep = jax.tree_util.tree_map(jnp.logical_not, spike)
     output = net.layers[-1].name
     if level == "weight":

@@ -453,6 +453,51 @@ def test_pruning_rules(values, n_iter, margin):
     np.testing.assert_array_equal(np.concatenate([keep["w"], keep["b"]]), df <= zeta)
 
 
+@given(st.lists(reals(-50, 50), min_size=24, max_size=24), st.lists(st.booleans(), min_size=24, max_size=24),
+       st.integers(0, 6))
+def test_beta_bernoulli_zeta_with_spikes(values, spiked, n_iter):
+    """Coordinates already at the spike count as pruned (q = 0) whatever their ΔF; none spiked = the plain ζ."""
+    df, spike = np.array(values), np.array(spiked)
+    tree, stree = {"w": df[:10], "b": df[10:]}, {"w": spike[:10], "b": spike[10:]}
+    zeta = float(bmr.beta_bernoulli_zeta_spiked(tree, stree, n_iter))
+    assert abs(zeta - _zeta_reference([np.where(spike, np.inf, df)], n_iter)) <= 1e-10 * (1 + abs(zeta))
+    none = jax.tree_util.tree_map(np.zeros_like, stree)
+    assert float(bmr.beta_bernoulli_zeta_spiked(tree, none, n_iter)) == float(bmr.beta_bernoulli_zeta(tree, n_iter))
+    jitted = jax.jit(bmr.beta_bernoulli_zeta_spiked, static_argnums=2)(tree, stree, n_iter)
+    assert float(jitted) == zeta
+    with pytest.raises(ValueError, match="spike must be a pytree shaped like df"):
+        bmr.beta_bernoulli_zeta_spiked(tree, {"w": spike[:10]}, n_iter)
+    with pytest.raises(ValueError, match="df contains NaN"):
+        bmr.beta_bernoulli_zeta_spiked({"w": np.array([np.nan, 0.0])}, {"w": np.array([False, True])})
+    # NaN or inf at a spiked coordinate is ignored (its ΔF is not used)
+    assert np.isfinite(float(bmr.beta_bernoulli_zeta_spiked({"w": np.array([np.inf, 0.0])}, {"w": np.array([True, False])})))
+
+
+@given(scalar_cases(spike=True, var_exp=(-30.0, 30.0)))
+def test_spike_delta_f_is_savage_dickey(case):
+    """The cheap spike ΔF: ln q(0) − ln p(0) for a zero-mean prior, equal to delta_f's general form."""
+    pm, pv, _, v0, _, _ = case
+    got = float(bmr.spike_delta_f(pm, pv, v0))
+    sdr = stats.norm(pm, np.sqrt(pv)).logpdf(0.0) - stats.norm(0.0, np.sqrt(v0)).logpdf(0.0)
+    scale = _std_scale(pm, pv, 0.0, v0, 0.0, 0.0)
+    assert abs(got - sdr) <= 1e-12 * scale
+    assert abs(got - float(bmr.delta_f(pm, pv, 0.0, v0))) <= 1e-12 * scale
+
+
+def test_spike_delta_f_pytrees_and_bad_input():
+    mean = {"a": np.array([0.1, -2.0]), "b": np.array([[0.5]])}
+    got = bmr.spike_delta_f(mean, 0.3, {"a": np.array([1.0, 2.0]), "b": np.array([[4.0]])})
+    want = bmr.delta_f(mean, 0.3, 0.0, {"a": np.array([1.0, 2.0]), "b": np.array([[4.0]])})
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+    for kwargs, match in ((dict(post_var=-1.0), "post_var must be > 0"), (dict(prior_var=0.0), "prior_var must be > 0"),
+                          (dict(post_mean=np.nan), "post_mean contains NaN"),
+                          (dict(prior_var=np.ones(3), post_mean=np.ones(2)), "prior_var: shape")):
+        args = dict(post_mean=0.1, post_var=0.5, prior_var=1.0) | kwargs
+        with pytest.raises(ValueError, match=match):
+            bmr.spike_delta_f(**args)
+
+
 def test_beta_bernoulli_extremes():
     assert bool(bmr.beta_bernoulli_rule(-np.ones(100) * 20).all())  # clearly needed weights are kept
     assert not bool(bmr.beta_bernoulli_rule(np.ones(100) * 20).any())  # clearly redundant ones pruned
