@@ -5,9 +5,16 @@ Scores are pytrees shaped like ``params``; a **low score means prune first**.
 * ``opd``       s_i = P_ii θ_i², P the posterior precision diagonal (SpaM's optimal posterior damage)
 * ``magnitude`` |θ_i|
 * ``random``    uniform noise
-* ``snip``      |g_i θ_i|, g = ∇_θ of the mean negative log-likelihood on a batch (Lee et al. 2019)
-* ``grasp``     θ_i (H g)_i, H the Hessian of that loss (Wang et al. 2020 remove the largest
-                −θ ⊙ Hg, i.e. the lowest of this score)
+* ``snip``      |g_i θ_i|, g = ∇_θ of the mean negative log-likelihood on a batch (Lee et al. 2019);
+                at a trained network g is only the prior's pull plus the optimiser's residual noise,
+                so post hoc SNIP degrades well before magnitude pruning (genuine, not a bug)
+* ``grasp``     θ_i (H g)_i, H the Hessian of that loss at temperature T (default 200, as in Wang et
+                al. 2020's code). Wang et al. remove the largest −θ ⊙ Hg, i.e. the lowest of this score:
+                −2 θ_i (Hg)_i is the first-order change of ‖g‖² when θ_i is removed, so GraSP removes
+                the weights whose removal most *increases* the gradient norm (gradient flow at
+                initialisation). On a trained network that is what most undoes the fit: applied
+                post hoc without fine-tuning, GraSP falls far below random pruning already at 20 %
+                (genuine behaviour of the criterion, not a sign error; tests/test_prune.py checks both)
 * ``synflow``   θ_i ∂R/∂θ_i with R = 1ᵀ f(1; |θ|) (Tanaka et al. 2020), iterated ``n_iter``
                 times with the exponential schedule when a target sparsity is given (data-free;
                 with layer norms the network is not linear in |θ| there, as in the original code)
@@ -86,9 +93,11 @@ def snip(net: Network, params: Params, data, likelihood: str | Likelihood = "cla
 
 
 def grasp(
-    net: Network, params: Params, data, likelihood: str | Likelihood = "classification", temperature: float = 1.0, sigma_noise: float = 1.0
+    net: Network, params: Params, data, likelihood: str | Likelihood = "classification", temperature: float = 200.0,
+    sigma_noise: float = 1.0,
 ) -> Params:
-    """GraSP ``θ ⊙ Hg`` (prune the lowest). ``temperature`` divides the logits (the paper uses 200)."""
+    """GraSP ``θ ⊙ Hg`` (prune the lowest), ``g`` and ``H`` of the mean NLL of ``data`` with the logits
+    divided by ``temperature`` (200 in Wang et al.'s code; regression ignores it)."""
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0; got {temperature}")
     lik = as_likelihood(likelihood, sigma_noise)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from jax.flatten_util import ravel_pytree
 
+from sparsebnn import data as datasets
 from sparsebnn import nets, prune
 from sparsebnn.infer import curvature as C
 
@@ -94,6 +96,69 @@ def test_grasp_by_hand():
     np.testing.assert_allclose(s["dense_0"]["b"], wt[-1] * hg[-1], rtol=1e-9)
 
 
+def _flat_loss(net, params, x, y, t=1.0):
+    """The mean cross-entropy of logits / t as a function of the flat parameter vector (written out here)."""
+    flat, unravel = ravel_pytree(params)
+
+    def loss(v):
+        z = net.apply(unravel(v), x) / t
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(z), jnp.asarray(y)[:, None], 1))
+
+    return flat, loss
+
+
+def _deep_case(seed=0):
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(20, 5)), rng.integers(0, 3, 20)
+    params = jax.tree.map(lambda t: t + 0.2 * rng.normal(size=t.shape), DEEP.init(jax.random.PRNGKey(seed)))
+    return params, x, y
+
+
+def test_grasp_and_snip_against_brute_force_on_a_relu_mlp():
+    """GraSP = θ ⊙ (H g) with the explicit Hessian matrix (jax.hessian); SNIP = |θ ⊙ g|; any temperature."""
+    params, x, y = _deep_case()
+    for t in (1.0, 3.0, 200.0):
+        flat, loss = _flat_loss(DEEP, params, x, y, t)
+        g, h = jax.grad(loss)(flat), jax.hessian(loss)(flat)
+        want = flat * (h @ g)
+        got = ravel_pytree(prune.grasp(DEEP, params, (x, y), temperature=t))[0]
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+    assert np.array_equal(ravel_pytree(prune.grasp(DEEP, params, (x, y)))[0],
+                          ravel_pytree(prune.grasp(DEEP, params, (x, y), temperature=200.0))[0])  # the default T
+    flat, loss = _flat_loss(DEEP, params, x, y)
+    np.testing.assert_allclose(ravel_pytree(prune.snip(DEEP, params, (x, y)))[0], np.abs(flat * jax.grad(loss)(flat)),
+                               rtol=1e-12)
+
+
+def test_grasp_sign_is_the_gradient_norm_change():
+    """Wang et al.'s convention by finite differences: shrinking θ_i to (1 − ε)θ_i changes ‖g‖² at rate
+    −2 θ_i (Hg)_i = −2·score_i, so the lowest scores (pruned first) are the removals that raise ‖g‖² most."""
+    params, x, y = _deep_case(1)
+    flat, loss = _flat_loss(DEEP, params, x, y, 3.0)
+    gnorm = lambda v: jnp.sum(jax.grad(loss)(v) ** 2)  # noqa: E731
+    score = np.asarray(ravel_pytree(prune.grasp(DEEP, params, (x, y), temperature=3.0))[0])
+    eps = 1e-6
+    for i in (int(np.argmin(score)), int(np.argmax(score)), 7):
+        rate = (gnorm(flat.at[i].multiply(1 + eps)) - gnorm(flat.at[i].multiply(1 - eps))) / (2 * eps)
+        np.testing.assert_allclose(-float(rate), -2 * score[i], rtol=1e-6)  # d‖g‖²/dε with θ_i → (1 − ε)θ_i
+
+
+def test_grasp_masks_preserve_gradient_flow_at_initialisation():
+    """GraSP's purpose, at a random initialisation on digits: its 20 % mask raises ‖g‖² above the dense
+    network's, while the reversed ranking and random masks of the same size lower it."""
+    ds = datasets.load("digits", seed=0)
+    x, y = ds.train.x[:256].astype(np.float64), ds.train.y[:256]
+    net = nets.mlp([ds.in_dim, 32, ds.n_classes])
+    params = net.init(jax.random.PRNGKey(0))
+    _, loss = _flat_loss(net, params, x, y, 200.0)
+    gnorm = lambda p: float(jnp.sum(jax.grad(loss)(ravel_pytree(p)[0]) ** 2))  # noqa: E731
+    sc = prune.grasp(net, params, (x, y))
+    after = lambda scores: gnorm(prune.apply_mask(params, prune.weight_mask(net, scores, 0.2)))  # noqa: E731
+    dense, grasp_ = gnorm(params), after(sc)
+    others = [after(jax.tree.map(jnp.negative, sc))] + [after(prune.random(jax.random.PRNGKey(k), params)) for k in range(4)]
+    assert grasp_ > 1.5 * dense and max(others) < dense
+
+
 def synflow_by_hand(params, keep=None):
     """ReLU net [3, 4, 2] on all-ones input with |θ| (ReLU is the identity there); masked entries removed."""
     a = {k: {n: np.abs(np.asarray(v)) for n, v in sub.items()} for k, sub in params.items()}
@@ -133,6 +198,23 @@ def test_synflow_by_hand():
     for a, b in zip(jax.tree.leaves(mask), jax.tree.leaves(keep)):
         np.testing.assert_array_equal(a, b > 0)
     assert n_pruned(mask) == round(s * 26)
+
+
+def test_synflow_against_brute_force_on_a_deeper_mlp():
+    """One-shot SynFlow on [5, 6, 4, 3]: |θ| ⊙ ∂R/∂|θ| with R = 1ᵀ(|W3|ᵀ(|W2|ᵀ(|W1|ᵀ1 + |b1|) + |b2|) + |b3|)
+    written out (ReLU is the identity on the positive network), differentiated by jax.grad."""
+    params, _, _ = _deep_case(2)
+    a = {k: {n: jnp.abs(v) for n, v in sub.items()} for k, sub in params.items()}
+
+    def r(a):
+        h = jnp.ones(5)
+        for name in ("dense_0", "dense_1", "dense_2"):
+            h = h @ a[name]["w"] + a[name]["b"]
+        return h.sum()
+
+    want = jax.tree.map(jnp.multiply, a, jax.grad(r)(a))
+    for got, w in zip(jax.tree.leaves(prune.synflow(DEEP, params)), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(got, w, rtol=1e-12)
 
 
 def test_random_scores_and_dispatch():
