@@ -19,7 +19,8 @@ right after each SVI run):
 * ``normals_<impl>``: drawing one standard normal per weight alone, for JAX's PRNGs
   ``threefry2x32`` (default), ``rbg`` and ``unsafe_rbg``;
 * ``svi_<prior>``: :func:`sparsebnn.infer.svi` itself (NumPyro model + mean-field guide +
-  ``TraceMeanField_ELBO``) for every prior.
+  ``TraceMeanField_ELBO``, weight noise from the per-chunk pool) for every prior, and
+  ``svi_<first prior>_fresh`` with fresh normals at every step (``weight_noise="fresh"``).
 """
 
 from __future__ import annotations
@@ -147,13 +148,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         add(f"mf_{noise}", time_loop(run, mf, opt, K, C), ref)
     for impl in ("threefry2x32", "rbg", "unsafe_rbg"):
         add(f"normals_{impl}", time_normals(impl, n_weights, 20), ref, n_normals=n_weights)
-    for name in args.priors:
+    runs = [(name, "pool") for name in args.priors] + [(args.priors[0], "fresh")]
+    for name, noise in runs:
         before = adam_time()
         post = svi(net, priors.get(name), (x, y), num_steps=C * (K + 1), batch_size=B, chunk_size=C,
-                   progress=False, seed=args.seed)
+                   progress=False, seed=args.seed, weight_noise=noise)
         after = adam_time()
         steady = float(np.min([t / s for s, t in post.chunk_times[1:]]))
-        add(f"svi_{name}", steady, min(before, after), adam_ms_before=1e3 * before, adam_ms_after=1e3 * after)
+        add(f"svi_{name}" + ("_fresh" if noise == "fresh" else ""), steady, min(before, after),
+            adam_ms_before=1e3 * before, adam_ms_after=1e3 * after, weight_noise=noise)
     table = pd.DataFrame(rows)
     table["network"] = "-".join(map(str, args.widths))
     table["batch_size"] = B

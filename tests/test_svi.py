@@ -193,3 +193,35 @@ def test_bad_data_raises():
         svi(NET, priors.Gaussian(), (x, y + 0.5), num_steps=1, progress=False)
     with pytest.raises(ValueError, match="data"):
         svi(NET, priors.Gaussian(), x, num_steps=1, progress=False)
+
+
+def test_pooled_noise_is_a_window_of_the_pool():
+    """With a pool, every Gaussian factor's ε is one window of consecutive pool entries, in site order."""
+    net = nets.mlp([3, 4, 2])
+    model = BNN(net, priors.Gaussian())
+    x, y = np.ones((4, 3)), np.array([0, 1, 1, 0])
+    guide = MeanFieldGuide(model, x, y)
+    params = {k: jnp.zeros_like(v) for k, v in guide.init_params.items()}
+    pool = jnp.arange(3 * guide.noise_size, dtype=jnp.float32)
+    for seed in range(5):
+        draw = guide.rsample(params, jax.random.key(seed), pool=pool)  # μ = 0, σ = exp(0) = 1: the draw is ε
+        eps = np.concatenate([np.ravel(draw[s.name]) for s in guide.sites])
+        start = int(eps[0])
+        np.testing.assert_array_equal(eps, np.arange(start, start + guide.noise_size))
+    with pytest.raises(ValueError, match="pool"):
+        guide.rsample(params, jax.random.key(0), pool=pool[: guide.noise_size - 1])
+
+
+def test_weight_noise_must_be_known():
+    with pytest.raises(ValueError, match="weight_noise"):
+        svi(nets.mlp([3, 2]), priors.Gaussian(), (np.ones((4, 3)), np.array([0, 1, 1, 0])), batch_size=None,
+            weight_noise="shared")
+
+
+def test_init_from_a_posterior_leaves_it_intact():
+    """The jitted chunk donates its state; a posterior passed as ``init`` must keep its own arrays."""
+    data = (np.random.default_rng(0).normal(size=(16, 3)), np.arange(16) % 2)
+    kw = dict(batch_size=None, num_steps=5, chunk_size=5, progress=False)
+    post = svi(nets.mlp([3, 2]), priors.Gaussian(), data, **kw)
+    svi(nets.mlp([3, 2]), priors.Gaussian(), data, init=post.params, **kw)
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in post.params.values())

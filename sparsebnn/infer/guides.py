@@ -140,9 +140,14 @@ class MeanFieldGuide:
             out[f"{s.name}.log_scale"] = jnp.full(s.shape, np.log(self.init_scale), dtype)
         return out
 
-    def __call__(self, *args, temperature=None, **kwargs):
+    @property
+    def noise_size(self) -> int:
+        """Number of standard normals one draw of every Gaussian factor takes."""
+        return sum(math.prod(s.shape) for s in self.sites if not s.discrete)
+
+    def __call__(self, *args, temperature=None, pool=None, **kwargs):
         params = {k: numpyro.param(k, v) for k, v in self.init_params.items()}
-        values = self.rsample(params, numpyro.prng_key(), temperature)
+        values = self.rsample(params, numpyro.prng_key(), temperature, pool)
         with handlers.substitute(data=values):  # one noise draw for all sites; each site keeps its factor
             for s in self.sites:
                 fn = self.factor(s, params, temperature)
@@ -161,11 +166,17 @@ class MeanFieldGuide:
         fn = LogScaleNormal(params[f"{site.name}.loc"], params[f"{site.name}.log_scale"])
         return fn if site.support is dist.constraints.real else dist.TransformedDistribution(fn, biject_to(site.support))
 
-    def rsample(self, params: Mapping[str, jax.Array], key: jax.Array, temperature=None) -> dict[str, jax.Array]:
+    def rsample(self, params: Mapping[str, jax.Array], key: jax.Array, temperature=None,
+                pool: jax.Array | None = None) -> dict[str, jax.Array]:
         """One reparameterised draw of every site from a single noise vector (one RNG call per kind).
 
         Gaussian factors: ``T(μ + exp(ρ) ε)`` with ``T = biject_to(support)``; indicators:
         :func:`~sparsebnn.infer.concrete.concrete` from uniforms (exact Bernoulli when ``temperature`` is None).
+        ``pool``: iid standard normals, at least :attr:`noise_size` of them; ``ε`` is then the window of
+        ``noise_size`` consecutive entries at a uniformly random offset (drawn from ``key``) instead of
+        fresh normals. Each draw's ``ε`` is still exactly iid ``N(0, 1)``; draws that share a pool are
+        dependent (the shared noise table of Salimans et al. 2017), which :func:`~sparsebnn.infer.svi`
+        uses to draw the weight noise once per chunk of steps instead of once per step.
         """
         dtype = jnp.result_type(float)
         real = [s for s in self.sites if not s.discrete]
@@ -173,7 +184,14 @@ class MeanFieldGuide:
         k_eps, k_u = jax.random.split(key)
         out = {}
         if real:
-            eps = jax.random.normal(k_eps, (sum(math.prod(s.shape) for s in real),), dtype)
+            size = self.noise_size
+            if pool is None:
+                eps = jax.random.normal(k_eps, (size,), dtype)
+            else:
+                if pool.ndim != 1 or pool.shape[0] < size:
+                    raise ValueError(f"pool must be a 1-D array of at least {size} normals; got shape {pool.shape}")
+                offset = jax.random.randint(k_eps, (), 0, pool.shape[0] - size + 1)
+                eps = jax.lax.dynamic_slice(pool.astype(dtype), (offset,), (size,))
             start = 0
             for s in real:
                 size = math.prod(s.shape)
