@@ -102,7 +102,8 @@ def _summaries(net, mean_params, history: list, masks: dict | None) -> dict:
     out["first_layer"] = np.asarray(mean_params[net.layers[0].name]["w"], np.float32)
     out["first_layer_kept"] = (np.asarray(masks[net.layers[0].name]) if masks and net.layers[0].name in masks
                                else np.ones(net.layers[0].n_nodes, bool))
-    for k in ("step", "val_accuracy", "val_nll", "nodes_kept"):
+    layers = [f"nodes_kept/{l.name}" for l in net.prunable_layers]
+    for k in ("step", "val_accuracy", "val_nll", "nodes_kept", *layers):
         if history and all(k in h for h in history):
             out[f"history/{k}"] = np.array([h[k] for h in history], np.float64)
     for k, m in (masks or {}).items():
@@ -204,7 +205,7 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     p = parser("compare", __doc__.splitlines()[0])
-    p.add_argument("--nets", nargs="+", choices=NETS, default=["mlp", "lenet"])
+    p.add_argument("--nets", nargs="+", choices=NETS, default=None, help="default: mlp lenet (--quick: mlp)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--dataset", default="digits", choices=sorted(datasets.LOADERS))
     p.add_argument("--steps", type=int, default=4000, help="SVI steps (MAP/Laplace: the same number of examples)")
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.hidden, args.samples = min(args.steps, 100), [16, 16], 4
+    args.nets = args.nets or (["mlp"] if args.quick else ["mlp", "lenet"])
     grid = configs(args.nets, args.methods, args.dataset, args.steps, args.hidden, args.batch_size, args.lr,
                    args.samples, args.seed, args.opd_sparsity, args.opd_node_sparsity, creg=not args.no_creg)
     table = run_grid(grid, lambda c: run({**c, "progress": len(grid) == 1}, args.out), args.out / "compare.csv",

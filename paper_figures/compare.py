@@ -156,17 +156,24 @@ def plot_first_layer(weights: dict[str, tuple[np.ndarray, np.ndarray]], side: in
 
 def plot_training(histories: dict[str, dict[str, np.ndarray]], final_layers: dict[str, dict[str, float]],
                   colours: dict[str, str] | None = None):
-    """Validation accuracy and overall nodes kept over training; final fraction kept per layer."""
+    """Validation accuracy and nodes kept per layer over training (colour: method, line style: layer;
+    overall fraction where a history has no per-layer record); final fraction kept per layer."""
     colours = _colours(histories, colours)
     fig, axes = figure("double", aspect=0.3, ncols=3, layout="constrained")
+    styles = ("-", "--", ":", "-.")
     for i, (lab, h) in enumerate(histories.items()):
         col = colours[lab]
         if "val_accuracy" in h:
             axes[0].plot(h["step"], h["val_accuracy"], color=col, label=lab)
-        if "nodes_kept" in h:
-            axes[1].plot(h["step"], h["nodes_kept"], color=col, label=lab)
+        per_layer = _prefixed(h, "nodes_kept/")
+        for j, (layer, kept) in enumerate(per_layer.items()):
+            axes[1].plot(h["step"], kept, color=col, ls=styles[j % len(styles)], label=layer if i == 0 else None)
+        if not per_layer and "nodes_kept" in h:
+            axes[1].plot(h["step"], h["nodes_kept"], color=col)
     axes[0].set_ylabel("validation accuracy")
     axes[1].set_ylabel("fraction of nodes kept")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(frameon=False, fontsize="small")
     axes[1].set_ylim(0, 1.05)
     for ax in axes[:2]:
         ax.set_xlabel("SVI step")

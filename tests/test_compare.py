@@ -39,7 +39,8 @@ def test_quick_table(quick, capsys):
     with np.load(out / "results" / ss["summary"]) as d:
         assert d["first_layer"].shape == (64, 16)
         assert {"absmean/dense_0", "absmean/dense_2", "history/step", "history/val_accuracy",
-                "history/nodes_kept", "nodes_kept/dense_0"} <= set(d.files)
+                "history/nodes_kept", "history/nodes_kept/dense_0", "history/nodes_kept/dense_1",
+                "nodes_kept/dense_0"} <= set(d.files)
         assert np.all(d["absmean/dense_1"] >= 0) and d["absmean/dense_1"].shape == (16 * 16,)
     # Resume: nothing recomputed, same table.
     again = compare.main(["--quick", "--out", str(out / "results"), "--nets", "mlp", "--methods", "map", "ss-gl",

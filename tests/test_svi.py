@@ -104,9 +104,10 @@ def test_posterior_object_spike_slab():
                chunk_size=20, progress=False, temperature=optax.linear_schedule(1.0, 0.5, 40))
     assert len(post.losses) == 40 and np.all(np.isfinite(post.losses))
     assert [row["step"] for row in post.history] == [20, 40]
-    assert {"val_accuracy", "val_nll", "nodes_kept", "temperature"} <= set(post.history[-1])
+    assert {"val_accuracy", "val_nll", "nodes_kept", "nodes_kept/dense_0", "temperature"} <= set(post.history[-1])
     assert post.history[0]["temperature"] > post.history[1]["temperature"]
     probs = post.inclusion_probs()
+    assert post.history[-1]["nodes_kept/dense_0"] == np.mean(np.asarray(probs["dense_0"]) >= 0.5)
     assert set(probs) == {"dense_0"} and probs["dense_0"].shape == (16,)
     masks = post.node_masks()
     np.testing.assert_array_equal(masks["dense_0"], np.asarray(probs["dense_0"]) >= 0.5)

@@ -500,6 +500,8 @@ def svi(
             probs = guide.inclusion_probs(state.params)
             if probs:
                 row["nodes_kept"] = float(np.mean(np.concatenate([np.asarray(p >= 0.5).ravel() for p in probs.values()])))
+                row.update({f"nodes_kept/{site.removesuffix('.z')}": float(np.mean(np.asarray(p) >= 0.5))
+                            for site, p in probs.items()})
             history.append(row)
             bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "step"})
         if checkpoint is not None and (chunks % checkpoint_every == 0 or step_now == num_steps):
