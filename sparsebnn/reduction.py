@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 
 from sparsebnn import bmr, metrics
 from sparsebnn.infer.guides import MeanFieldGuide
-from sparsebnn.infer.svi import SVIPosterior, SVIState, _fixed_prior_variances
+from sparsebnn.infer.svi import SVIPosterior, SVIState, fixed_prior_variances, noise_pool
 from sparsebnn.model import BNN
 from sparsebnn.nets.base import Network, Params, node_groups
 from sparsebnn.priors import Gaussian, Prior, param_shapes
@@ -226,7 +226,7 @@ def pruned_fraction(keep: Params, net: Network) -> float:
 
 def _site_factors(net: Network, prior: Prior, normal: Mapping) -> GaussianFactors:
     """Factors of the weight sites of an SVI or NUTS posterior (centred ``w`` or non-centred ``ε``)."""
-    prior_var = _fixed_prior_variances(prior, net)
+    prior_var = fixed_prior_variances(prior, net)
     shapes = param_shapes(net)
     mean, var, pv = {}, {}, {}
     for layer in net.layers:
@@ -381,7 +381,7 @@ def stochastic_bmr(
         raise ValueError(f"prior must be a sparsebnn.priors.Prior; got {type(prior).__name__}")
     if iterative and not (isinstance(prior, Gaussian) and prior.scale_prior is None):
         raise ValueError(f"iterative BMR needs a priors.Gaussian prior without scale_prior (the spike is its variance 0); got {prior!r}")
-    site_var_of = _fixed_prior_variances(prior, net)  # ValueError when BMR does not apply to this prior
+    site_var_of = fixed_prior_variances(prior, net)  # ValueError when BMR does not apply to this prior
     (x, y), likelihood, default_test = _train_arrays(data, likelihood)
     test = default_test if test is None else test
     n = len(x)
@@ -416,7 +416,7 @@ def stochastic_bmr(
         return BNN(net, Gaussian(prior.sigma0, variance=variance, centered=prior.centered), likelihood, noise)
 
     key = jax.random.key(seed)
-    k_init, k_train, k_eval = jax.random.split(key, 3)
+    k_init, k_train, k_eval, k_pool = jax.random.split(key, 4)  # as in svi, so that unpruned runs are svi's
     model0 = model_for(keep0)
     model0.check_data(x, y)
     sites0 = jax.jit(model0.init_sites, static_argnames="n_data")(k_init, n_data=n)
@@ -424,18 +424,19 @@ def stochastic_bmr(
     sites = {layer.name: {k: site_var_of(layer.name, k)[0] for k in ("w", "b")} for layer in net.layers}
     elbo = TraceMeanField_ELBO()
 
-    def loss_fn(params, k, xb, yb, keep):
-        return elbo.loss(k, params, model_for(keep), guide, xb, yb, n_data=n) / n
+    def loss_fn(params, k, xb, yb, keep, pool):
+        return elbo.loss(k, params, model_for(keep), partial(guide, pool=pool), xb, yb, n_data=n) / n
 
-    def step(state: SVIState, _, keep, x, y):
+    def step(state: SVIState, _, keep, x, y, pool):
         k_idx, k_elbo = jax.random.split(jax.random.fold_in(k_train, state.step))
         idx = jax.random.randint(k_idx, (batch_size,), 0, n)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, k_elbo, x[idx], y[idx], keep)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, k_elbo, x[idx], y[idx], keep, pool)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         return SVIState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), loss
 
     def run_chunk(state, keep, x, y):
-        return jax.lax.scan(partial(step, keep=keep, x=x, y=y), state, None, length=chunk)
+        pool = noise_pool(k_pool, state.step, guide.noise_size, chunk)  # svi's default weight noise
+        return jax.lax.scan(partial(step, keep=keep, x=x, y=y, pool=pool), state, None, length=chunk)
 
     def factors_of(params, keep) -> GaussianFactors:
         mean = {name: {k: params[f"{s}.loc"] for k, s in sub.items()} for name, sub in sites.items()}

@@ -74,7 +74,7 @@ from sparsebnn.nets.base import Network, Params
 from sparsebnn.priors.base import Prior
 
 from .guides import model_sites
-from .svi import _effective, _fixed_prior_variances, _split_data
+from .svi import effective_params, fixed_prior_variances, split_data
 
 INDICATORS = ("auto", "enumerate", "gibbs")
 CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
@@ -182,12 +182,12 @@ class NUTSPosterior:
 
     @functools.cached_property
     def _params_fn(self):
-        return jax.jit(jax.vmap(lambda s, m: _effective(self.model, s, self.n_data, m), in_axes=(0, None)))
+        return jax.jit(jax.vmap(lambda s, m: effective_params(self.model, s, self.n_data, m), in_axes=(0, None)))
 
     @functools.cached_property
     def _predict_fn(self):
         def outputs(s, m, x):
-            return self.net.apply(_effective(self.model, s, self.n_data, m), x)
+            return self.net.apply(effective_params(self.model, s, self.n_data, m), x)
 
         return jax.jit(jax.vmap(outputs, in_axes=(0, None, None)))
 
@@ -240,7 +240,7 @@ class NUTSPosterior:
         """
         from sparsebnn import bmr
 
-        factors, prior_var = self.normal_factors(), _fixed_prior_variances(self.prior, self.net)
+        factors, prior_var = self.normal_factors(), fixed_prior_variances(self.prior, self.net)
         out = {}
         for layer in self.net.layers:
             out[layer.name] = {}
@@ -263,7 +263,7 @@ class NUTSPosterior:
         """
         if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 0:
             raise ValueError(f"min_count must be a non-negative integer; got {min_count!r}")
-        prior_var = _fixed_prior_variances(self.prior, self.net)
+        prior_var = fixed_prior_variances(self.prior, self.net)
         out = {}
         for layer in self.net.layers:
             out[layer.name] = {}
@@ -633,7 +633,7 @@ def nuts(
         if prior is not None or likelihood is not None or noise is not None:
             raise ValueError("with a BNN model, give only the data (the model fixes prior, likelihood and noise)")
         model = net
-        (x, y), _, _ = _split_data(data, None, model.likelihood)
+        (x, y), _, _ = split_data(data, None, model.likelihood)
     else:
         if not isinstance(net, Network):
             raise ValueError(f"net must be a sparsebnn.nets.Network or a sparsebnn.model.BNN; got {type(net).__name__}")
@@ -641,7 +641,7 @@ def nuts(
             raise ValueError(f"prior must be a sparsebnn.priors.Prior; got {type(prior).__name__}")
         if data is None:
             raise ValueError("data is required")
-        (x, y), _, likelihood = _split_data(data, None, likelihood)
+        (x, y), _, likelihood = split_data(data, None, likelihood)
         model = BNN(net, prior, likelihood, noise)
     if centered is not None and hasattr(model.prior, "centered") and model.prior.centered != centered:
         model = dataclasses.replace(model, prior=dataclasses.replace(model.prior, centered=bool(centered)))

@@ -73,8 +73,9 @@ def _arrays(data, what: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _split_data(data, val, likelihood):
-    """Training arrays, validation arrays (or None) and the likelihood from the arguments."""
+def split_data(data, val, likelihood):
+    """``((x, y), val, likelihood)`` from a Dataset, Split or ``(x, y)`` pair, validated: training arrays,
+    validation arrays (or None) and the likelihood (inferred from a Dataset's task when None)."""
     if hasattr(data, "train") and hasattr(data, "task"):  # sparsebnn.data.Dataset
         if likelihood is None:
             likelihood = "categorical" if data.task == "classification" else "gaussian"
@@ -163,7 +164,7 @@ class SVIPosterior:
     def sample_params(self, key: jax.Array, n: int = 1, masks: Mapping | None = None) -> Params:
         """``n`` draws of the effective network parameters, leading axis ``n``; ``masks`` prunes them."""
         sites = self.sample_sites(key, n)
-        return jax.vmap(lambda s: _effective(self.model, s, self.n_data, masks))(sites)
+        return jax.vmap(lambda s: effective_params(self.model, s, self.n_data, masks))(sites)
 
     def predict(self, x, key: jax.Array | None = None, n_samples: int = 32, masks: Mapping | None = None) -> jax.Array:
         """Posterior-predictive network outputs ``(n_samples, N, out_dim)`` (logits or means).
@@ -196,7 +197,7 @@ class SVIPosterior:
         from sparsebnn import bmr
 
         factors = self.normal_factors()
-        prior_var = _fixed_prior_variances(self.model.prior, self.net)
+        prior_var = fixed_prior_variances(self.model.prior, self.net)
         out = {}
         for layer in self.net.layers:
             out[layer.name] = {}
@@ -242,7 +243,7 @@ class SVIPosterior:
         return jax.tree_util.tree_map(lambda a: a.mean(axis=0), self.sample_params(key, n_samples, masks))
 
 
-def _fixed_prior_variances(prior: Prior, net: Network) -> Callable[[str, str], tuple[str, jax.Array]]:
+def fixed_prior_variances(prior: Prior, net: Network) -> Callable[[str, str], tuple[str, jax.Array]]:
     """``(layer, "w"|"b") -> (weight site, prior variance)`` for priors where BMR applies; else ValueError."""
     from sparsebnn.priors import Gaussian
 
@@ -274,7 +275,7 @@ def _sample_sites(guide, params, key, n):
     return jax.vmap(one)(jax.random.split(key, n))
 
 
-def _effective(model: BNN, sites: dict, n_data: int, masks: Mapping | None) -> Params:
+def effective_params(model: BNN, sites: dict, n_data: int, masks: Mapping | None) -> Params:
     """Effective params from one draw of the sites; indicators of masked layers set to 1, then masks applied."""
     if masks is None:
         return model.params(sites, n_data)
@@ -294,13 +295,23 @@ def _effective(model: BNN, sites: dict, n_data: int, masks: Mapping | None) -> P
 def _sample_outputs(model, guide, params, n_data, key, x, n_samples, masks=None):
     """Network outputs under ``n_samples`` guide draws: ``(n_samples, N, out_dim)``."""
     sites = _sample_sites(guide, params, key, n_samples)
-    return jax.vmap(lambda s: model.net.apply(_effective(model, s, n_data, masks), x))(sites)
+    return jax.vmap(lambda s: model.net.apply(effective_params(model, s, n_data, masks), x))(sites)
 
 
 _predict = jax.jit(_sample_outputs, static_argnums=(0, 1, 3, 6))
 
 
 # ----------------------------------------------------------------------------- training
+
+
+def noise_pool(key: jax.Array, step, size: int, draws: int) -> jax.Array | None:
+    """The pool of standard normals for a chunk starting at ``step``: ``max(2·size, min(draws·size, 2²²))``
+    of them (``size`` normals per draw of the guide, ``draws`` draws in the chunk); None when ``size`` is 0."""
+    if not size:
+        return None
+    n = max(2 * size, min(draws * size, POOL_MAX))
+    return jax.random.normal(jax.random.fold_in(key, step), (n,), jnp.result_type(float))
+
 
 
 def _schedule(value, name: str) -> Callable:
@@ -380,7 +391,7 @@ def svi(
     see :meth:`MeanFieldGuide.rsample`), which removes the one-normal-per-weight cost that otherwise
     doubles the step time on CPU; ``"fresh"``: new normals at every step.
     """
-    (x, y), val, likelihood = _split_data(data, val, likelihood)
+    (x, y), val, likelihood = split_data(data, val, likelihood)
     model = BNN(net, prior, likelihood, noise)
     n = len(x)
     model.check_data(x, y)
@@ -458,10 +469,7 @@ def svi(
 
     @functools.partial(jax.jit, static_argnums=3, donate_argnums=0)
     def run_chunk(state, x, y, length):
-        pool = None
-        if weight_noise == "pool" and guide.noise_size:
-            size = max(2 * guide.noise_size, min(length * num_particles * guide.noise_size, POOL_MAX))
-            pool = jax.random.normal(jax.random.fold_in(k_pool, state.step), (size,), jnp.result_type(float))
+        pool = noise_pool(k_pool, state.step, guide.noise_size, length * num_particles) if weight_noise == "pool" else None
         return jax.lax.scan(functools.partial(step, x=x, y=y, pool=pool), state, None, length=length)
 
     @jax.jit
@@ -515,4 +523,5 @@ def svi(
                         len(devices), chunk_times)
 
 
-__all__ = ["SVIPosterior", "SVIState", "load_checkpoint", "save_checkpoint", "svi"]
+__all__ = ["SVIPosterior", "SVIState", "effective_params", "fixed_prior_variances", "load_checkpoint", "noise_pool",
+           "save_checkpoint", "split_data", "svi"]
