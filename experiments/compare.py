@@ -19,8 +19,9 @@ Methods and how each is pruned:
   rows, ``pruning = "opd-weight"`` (global unstructured, ``--opd-sparsity``) and ``"opd-node"``
   (structured, ``--opd-node-sparsity`` of the nodes of every prunable layer).
 
-SVI uses Adam (``--lr``), Concrete T = 0.5 with straight-through indicators and a linear KL warm-up
-over the first half of the steps (as ``experiments.svi_sparsity``); SVI methods are evaluated with
+SVI uses Adam (``--svi-lr``, cosine decay to 2 %), Concrete T = 0.5 with relaxed indicators and a
+linear KL warm-up over the first half of the steps (as ``experiments.svi_sparsity``); MAP and Laplace
+use ``--lr``; SVI methods are evaluated with
 ``--samples`` posterior draws of the pruned network, MAP and Laplace-OPD at the (pruned) MAP.
 
 Writes ``<out>/compare.csv`` (one row per run: accuracy, NLL, Brier, ECE, weight sparsity,
@@ -125,7 +126,8 @@ def _fit_svi(config, net, ds):
     name = SVI_PRIORS[config["method"]]
     prior = priors.get(name, c_reg=config["c_reg"]) if "c_reg" in config else make_prior(name)
     beta = optax.linear_schedule(1e-3, 1.0, warmup) if warmup else 1.0
-    return svi(net, prior, ds, num_steps=steps, batch_size=config["batch_size"], optimizer=optax.adam(config["lr"]),
+    lr = optax.cosine_decay_schedule(config["svi_lr"], steps, alpha=0.02)
+    return svi(net, prior, ds, num_steps=steps, batch_size=config["batch_size"], optimizer=optax.adam(lr),
                kl_weight=beta, eval_every=max(steps // 20, 1), chunk_size=max(steps // 20, 1), seed=config["seed"],
                progress=config.get("progress", False))
 
@@ -183,12 +185,14 @@ def run(config: dict, out: Path) -> list[dict]:
 
 
 def configs(nets_, methods, dataset, steps, hidden, batch_size, lr, samples, seed, opd_sparsity, opd_node_sparsity,
-            creg=True) -> list[dict]:
+            creg=True, svi_lr=5e-3) -> list[dict]:
     out = []
     for n in nets_:
         for m in methods:
             base = dict(dataset=dataset, net=n, method=m, steps=steps, hidden=list(hidden), batch_size=batch_size,
                         lr=lr, samples=samples, seed=seed)
+            if m in SVI_PRIORS:
+                base["svi_lr"] = svi_lr
             if m == "laplace-opd":
                 base.update(opd_sparsity=opd_sparsity, opd_node_sparsity=opd_node_sparsity)
             if m == "ss-ghs":
@@ -211,7 +215,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--steps", type=int, default=4000, help="SVI steps (MAP/Laplace: the same number of examples)")
     p.add_argument("--hidden", type=int, nargs="+", default=[100, 100], help="MLP hidden widths (default 100 100)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=2e-3, help="MAP / Laplace learning rate")
+    p.add_argument("--svi-lr", type=float, default=5e-3, help="SVI peak learning rate")
     p.add_argument("--samples", type=int, default=32, help="posterior draws for evaluation")
     p.add_argument("--opd-sparsity", type=float, default=0.8, help="Laplace-OPD unstructured sparsity")
     p.add_argument("--opd-node-sparsity", type=float, default=0.5, help="Laplace-OPD fraction of nodes pruned")
@@ -221,7 +226,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         args.steps, args.hidden, args.samples = min(args.steps, 100), [16, 16], 4
     args.nets = args.nets or (["mlp"] if args.quick else ["mlp", "lenet"])
     grid = configs(args.nets, args.methods, args.dataset, args.steps, args.hidden, args.batch_size, args.lr,
-                   args.samples, args.seed, args.opd_sparsity, args.opd_node_sparsity, creg=not args.no_creg)
+                   args.samples, args.seed, args.opd_sparsity, args.opd_node_sparsity, creg=not args.no_creg,
+                   svi_lr=args.svi_lr)
     table = run_grid(grid, lambda c: run({**c, "progress": len(grid) == 1}, args.out), args.out / "compare.csv",
                      overwrite=args.overwrite, desc="compare")
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
