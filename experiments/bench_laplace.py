@@ -22,12 +22,12 @@ import optax
 from experiments._cli import parser, run_grid
 from sparsebnn import nets
 from sparsebnn.infer.curvature import Likelihood, _curvature
-from sparsebnn.infer.laplace import _loss
+from sparsebnn.infer.laplace import neg_log_joint
 
 CURVATURES = (("diag", "ggn"), ("diag", "ef"), ("kfac", "ggn"), ("kfac", "ef"))
 
 
-def _median_seconds(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int) -> float:
     jax.block_until_ready(fn())  # compile
     times = []
     for _ in range(repeats):
@@ -50,15 +50,15 @@ def bench(width: int, d_in: int, batch: int, repeats: int, seed: int) -> list[di
 
     @jax.jit
     def step(params, state):
-        g = jax.grad(_loss, argnums=3)(net, lik, batch, params, prec, x, y)
+        g = jax.grad(neg_log_joint, argnums=3)(net, lik, batch, params, prec, x, y)
         updates, state = opt.update(g, state, params)
         return optax.apply_updates(params, updates), state
 
-    t_grad = _median_seconds(lambda: step(params, state), repeats)
+    t_grad = median_seconds(lambda: step(params, state), repeats)
     rows = []
     n_params = nets.n_params(params)
     for kind, fisher in CURVATURES:
-        t = _median_seconds(lambda: _curvature(net, lik, kind, fisher, batch, params, x, y), repeats)
+        t = median_seconds(lambda: _curvature(net, lik, kind, fisher, batch, params, x, y), repeats)
         rows.append({"curvature": kind, "fisher": fisher, "n_params": n_params, "grad_step_s": t_grad, "curvature_s": t, "ratio": t / t_grad})
     return rows
 

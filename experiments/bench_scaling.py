@@ -36,12 +36,12 @@ import optax
 import pandas as pd
 
 from experiments._cli import parser, run_grid
-from experiments.bench_laplace import _median_seconds
+from experiments.bench_laplace import median_seconds
 from experiments.bench_laplace import bench as laplace_bench
 from sparsebnn import data as datasets
 from sparsebnn import nets, priors
 from sparsebnn.infer.curvature import Likelihood
-from sparsebnn.infer.laplace import _loss
+from sparsebnn.infer.laplace import neg_log_joint
 from sparsebnn.infer.nuts import nuts
 from sparsebnn.infer.svi import svi
 from sparsebnn.reduction import GaussianFactors, reduce
@@ -79,13 +79,13 @@ def adam_step_seconds(net, params, x, y, batch: int, steps: int, repeats: int) -
     def step(carry, key):
         p, s = carry
         idx = jax.random.randint(key, (batch,), 0, n)
-        g = jax.grad(_loss, argnums=3)(net, lik, n, p, prec, x[idx], y[idx])
+        g = jax.grad(neg_log_joint, argnums=3)(net, lik, n, p, prec, x[idx], y[idx])
         u, s = opt.update(g, s, p)
         return (optax.apply_updates(p, u), s), None
 
     chunk = jax.jit(lambda c, k: jax.lax.scan(step, c, jax.random.split(k, steps))[0])
     carry = (params, opt.init(params))
-    return _median_seconds(lambda: chunk(carry, jax.random.PRNGKey(0)), repeats) / steps
+    return median_seconds(lambda: chunk(carry, jax.random.PRNGKey(0)), repeats) / steps
 
 
 def svi_step_seconds(net, x, y, prior, batch: int, steps: int, repeats: int, seed: int) -> float:
@@ -104,11 +104,11 @@ def bmr_rows(net, params, repeats: int, seed: int) -> list[dict]:
     def elementwise(f):  # reads the same three trees, writes one: a posterior-over-prior SNR mask
         return jax.tree.map(lambda m, v, p: jnp.where(m * m > v * p, m, 0.0), f.mean, f.var, f.prior_var)
 
-    t_elem = _median_seconds(lambda: elementwise(factors), repeats)
+    t_elem = median_seconds(lambda: elementwise(factors), repeats)
     rows = []
     for level in ("weight", "node"):
         run = jax.jit(functools.partial(reduce, net=net, level=level))
-        t = _median_seconds(lambda: run(factors).keep, repeats)
+        t = median_seconds(lambda: run(factors).keep, repeats)
         rows.append(dict(measure=f"bmr-{level}", baseline="elementwise pass", seconds=t, baseline_seconds=t_elem))
     return rows
 

@@ -286,7 +286,7 @@ def predictive(key, net: Network, post: LaplacePosterior, x, n_samples: int = 10
 # ----------------------------------------------------------------------------- MAP training
 
 
-def _loss(net, lik, n_data, params, prec, xb, yb):
+def neg_log_joint(net, lik, n_data, params, prec, xb, yb):
     """``(1/N)[−(N/B) Σ_b ln p(y_b | θ) + ½ Σ P θ²]``: the negative log joint per datum."""
     nll = -jnp.mean(lik.log_prob(net.apply(params, xb), yb))
     penalty = sum(jnp.sum(p * t**2) for p, t in zip(jax.tree.leaves(prec), jax.tree.leaves(params)))
@@ -306,7 +306,7 @@ def _run_epochs(net, lik, lr, batch_size, n_epochs, params, opt_state, prec, mas
     n = x.shape[0]
     if isinstance(prec, PriorPrecision):
         prec = prec.precision(params)
-    grad_fn = jax.value_and_grad(partial(_loss, net, lik, n))
+    grad_fn = jax.value_and_grad(partial(neg_log_joint, net, lik, n))
 
     def step(carry, idx):
         params, opt_state = carry

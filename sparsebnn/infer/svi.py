@@ -163,8 +163,7 @@ class SVIPosterior:
 
     def sample_params(self, key: jax.Array, n: int = 1, masks: Mapping | None = None) -> Params:
         """``n`` draws of the effective network parameters, leading axis ``n``; ``masks`` prunes them."""
-        sites = self.sample_sites(key, n)
-        return jax.vmap(lambda s: effective_params(self.model, s, self.n_data, masks))(sites)
+        return _sample_params(self.model, self.guide, self.params, self.n_data, key, int(n), masks)
 
     def predict(self, x, key: jax.Array | None = None, n_samples: int = 32, masks: Mapping | None = None) -> jax.Array:
         """Posterior-predictive network outputs ``(n_samples, N, out_dim)`` (logits or means).
@@ -299,6 +298,12 @@ def _sample_outputs(model, guide, params, n_data, key, x, n_samples, masks=None)
 
 
 _predict = jax.jit(_sample_outputs, static_argnums=(0, 1, 3, 6))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 3, 5))
+def _sample_params(model, guide, params, n_data, key, n, masks):
+    sites = _sample_sites(guide, params, key, n)
+    return jax.vmap(lambda s: effective_params(model, s, n_data, masks))(sites)
 
 
 # ----------------------------------------------------------------------------- training
