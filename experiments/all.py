@@ -79,7 +79,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("sbc", "simulation-based calibration of the NUTS reference", cpu=(("--n-sims", "100"),),
                full=((), ("--prior", "gaussian")), tables=("sbc.csv",)),
     Experiment("contraction", "posterior contraction rates on teacher networks",
-               cpu=(("--n", "500", "1000", "2000", "5000", "--widths", "50", "--fan-in-n", "2000",
+               cpu=(("--n", "500", "1000", "2000", "5000", "--widths", "50", "100", "--fan-in-n", "2000",
                      "--steps", "4000", "--no-nuts"),),
                full=((),), tables=("contraction_summary.csv", "contraction_slopes.csv")),
     Experiment("bench_scaling", "cost ratios vs network size (SVI, BMR, Laplace, NUTS)", bench=True),
