@@ -184,14 +184,14 @@ class MeanFieldGuide:
         k_eps, k_u = jax.random.split(key)
         out = {}
         if real:
-            size = self.noise_size
+            total = self.noise_size
             if pool is None:
-                eps = jax.random.normal(k_eps, (size,), dtype)
+                eps = jax.random.normal(k_eps, (total,), dtype)
             else:
-                if pool.ndim != 1 or pool.shape[0] < size:
-                    raise ValueError(f"pool must be a 1-D array of at least {size} normals; got shape {pool.shape}")
-                offset = jax.random.randint(k_eps, (), 0, pool.shape[0] - size + 1)
-                eps = jax.lax.dynamic_slice(pool.astype(dtype), (offset,), (size,))
+                if pool.ndim != 1 or pool.shape[0] < total:
+                    raise ValueError(f"pool must be a 1-D array of at least {total} normals; got shape {pool.shape}")
+                offset = jax.random.randint(k_eps, (), 0, pool.shape[0] - total + 1)
+                eps = jax.lax.dynamic_slice(pool.astype(dtype), (offset,), (total,))
             start = 0
             for s in real:
                 size = math.prod(s.shape)

@@ -318,7 +318,6 @@ def noise_pool(key: jax.Array, step, size: int, draws: int) -> jax.Array | None:
     return jax.random.normal(jax.random.fold_in(key, step), (n,), jnp.result_type(float))
 
 
-
 def _schedule(value, name: str) -> Callable:
     """A constant > 0 or a callable ``step -> value`` (e.g. an optax schedule)."""
     if callable(value):
