@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 
 from sparsebnn import bmr, metrics
 from sparsebnn.infer.guides import MeanFieldGuide
-from sparsebnn.infer.svi import SVIPosterior, SVIState, fixed_prior_variances, noise_pool
+from sparsebnn.infer.svi import SVIPosterior, SVIState, fixed_prior_variances, training_chunk
 from sparsebnn.model import BNN
 from sparsebnn.nets.base import Network, Params, node_groups
 from sparsebnn.priors import Gaussian, Prior, param_shapes
@@ -424,19 +424,11 @@ def stochastic_bmr(
     sites = {layer.name: {k: site_var_of(layer.name, k)[0] for k in ("w", "b")} for layer in net.layers}
     elbo = TraceMeanField_ELBO()
 
-    def loss_fn(params, k, xb, yb, keep, pool):
+    def loss_fn(params, k, xb, yb, step, pool, keep):
         return elbo.loss(k, params, model_for(keep), partial(guide, pool=pool), xb, yb, n_data=n) / n
 
-    def step(state: SVIState, _, keep, x, y, pool):
-        k_idx, k_elbo = jax.random.split(jax.random.fold_in(k_train, state.step))
-        idx = jax.random.randint(k_idx, (batch_size,), 0, n)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, k_elbo, x[idx], y[idx], keep, pool)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        return SVIState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), loss
-
-    def run_chunk(state, keep, x, y):
-        pool = noise_pool(k_pool, state.step, guide.noise_size, chunk)  # svi's default weight noise
-        return jax.lax.scan(partial(step, keep=keep, x=x, y=y, pool=pool), state, None, length=chunk)
+    run_chunk = training_chunk(loss_fn, optimizer, k_train, n_data=n, batch_size=batch_size,
+                               noise_size=guide.noise_size, pool_key=k_pool)  # svi's loop and weight noise
 
     def factors_of(params, keep) -> GaussianFactors:
         mean = {name: {k: params[f"{s}.loc"] for k, s in sub.items()} for name, sub in sites.items()}
@@ -465,7 +457,7 @@ def stochastic_bmr(
     state = SVIState(params, jax.jit(optimizer.init)(params), jnp.zeros((), jnp.int32))
     x_dev, y_dev = jnp.asarray(x), jnp.asarray(y)
     t0 = time.perf_counter()
-    run_c = jax.jit(run_chunk).lower(state, keep0, x_dev, y_dev).compile()
+    run_c = run_chunk.lower(state, x_dev, y_dev, chunk, keep0).compile()
     prune_c = jax.jit(prune).lower(state.params, keep0).compile()
     compile_time = time.perf_counter() - t0
     eval_c = jax.jit(outputs) if test is not None else None
@@ -479,7 +471,7 @@ def stochastic_bmr(
         if iterative and r > 0:
             keep = prune_c(state.params, keep)
         for _ in range(n_steps // chunk):
-            state, chunk_losses = run_c(state, keep, x_dev, y_dev)
+            state, chunk_losses = run_c(state, x_dev, y_dev, keep)
             losses.append(chunk_losses)
         jax.block_until_ready(state)
         shown = keep if iterative else prune_c(state.params, keep0)

@@ -318,6 +318,39 @@ def noise_pool(key: jax.Array, step, size: int, draws: int) -> jax.Array | None:
     return jax.random.normal(jax.random.fold_in(key, step), (n,), jnp.result_type(float))
 
 
+def training_chunk(loss_fn: Callable, optimizer: optax.GradientTransformation, key: jax.Array, *, n_data: int,
+                   batch_size: int | None, noise_size: int = 0, draws: int = 1, pool_key: jax.Array | None = None,
+                   sharding=None) -> Callable:
+    """The jitted optimisation loop: ``run(state, x, y, length, *extra) -> (state, losses)``.
+
+    ``length`` (static) steps of ``lax.scan``; step ``t`` draws its minibatch of ``batch_size`` (with
+    replacement; the whole data when None) and the key of ``loss_fn(params, key, xb, yb, step, pool,
+    *extra)`` from ``fold_in(key, t)``, then applies ``optimizer`` to the gradient. ``pool``: the chunk's
+    :func:`noise_pool` from ``pool_key`` (``draws`` draws of ``noise_size`` normals a step), or None
+    without ``pool_key``. ``sharding`` constrains each minibatch (data parallelism). The state is donated.
+    """
+
+    def step(state: SVIState, _, x, y, pool, extra):
+        k_idx, k_loss = jax.random.split(jax.random.fold_in(key, state.step))
+        if batch_size is None:
+            xb, yb = x, y
+        else:
+            idx = jax.random.randint(k_idx, (batch_size,), 0, n_data)
+            xb, yb = x[idx], y[idx]
+        if sharding is not None:
+            xb, yb = jax.lax.with_sharding_constraint((xb, yb), sharding)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, k_loss, xb, yb, state.step, pool, *extra)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        return SVIState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), loss
+
+    @functools.partial(jax.jit, static_argnums=3, donate_argnums=0)
+    def run(state, x, y, length, *extra):
+        pool = None if pool_key is None else noise_pool(pool_key, state.step, noise_size, length * draws)
+        return jax.lax.scan(functools.partial(step, x=x, y=y, pool=pool, extra=extra), state, None, length=length)
+
+    return run
+
+
 def _schedule(value, name: str) -> Callable:
     """A constant > 0 or a callable ``step -> value`` (e.g. an optax schedule)."""
     if callable(value):
@@ -453,28 +486,16 @@ def svi(
     # --- the jitted chunk ---------------------------------------------------------------------
     elbo = TraceMeanField_ELBO(num_particles=num_particles, sum_sites=False)
 
-    def loss_fn(p, k, xb, yb, t, b, pool):
+    def loss_fn(p, k, xb, yb, step, pool):
         """``(−E_q[ln p(y | w)] + β KL) / N`` from the per-site ELBO terms (observed site: "y")."""
-        terms = elbo.loss(k, p, model, functools.partial(guide, temperature=t, pool=pool), xb, yb, n_data=n)
-        return sum(v if name == "y" else b * v for name, v in terms.items()) / n
+        guide_t = functools.partial(guide, temperature=temp(step), pool=pool)
+        terms = elbo.loss(k, p, model, guide_t, xb, yb, n_data=n)
+        return sum(v if name == "y" else beta(step) * v for name, v in terms.items()) / n
 
-    def step(state: SVIState, _, x, y, pool):
-        k_idx, k_elbo = jax.random.split(jax.random.fold_in(k_train, state.step))
-        if full_batch:
-            xb, yb = x, y
-        else:
-            idx = jax.random.randint(k_idx, (batch_size,), 0, n)
-            xb, yb = x[idx], y[idx]
-        if len(devices) > 1:
-            xb, yb = jax.lax.with_sharding_constraint((xb, yb), batched)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, k_elbo, xb, yb, temp(state.step), beta(state.step), pool)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        return SVIState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), loss
-
-    @functools.partial(jax.jit, static_argnums=3, donate_argnums=0)
-    def run_chunk(state, x, y, length):
-        pool = noise_pool(k_pool, state.step, guide.noise_size, length * num_particles) if weight_noise == "pool" else None
-        return jax.lax.scan(functools.partial(step, x=x, y=y, pool=pool), state, None, length=length)
+    run_chunk = training_chunk(loss_fn, optimizer, k_train, n_data=n, batch_size=None if full_batch else batch_size,
+                               noise_size=guide.noise_size, draws=num_particles,
+                               pool_key=k_pool if weight_noise == "pool" else None,
+                               sharding=batched if len(devices) > 1 else None)
 
     @jax.jit
     def evaluate(params, key, x, y):
@@ -528,4 +549,4 @@ def svi(
 
 
 __all__ = ["SVIPosterior", "SVIState", "effective_params", "fixed_prior_variances", "load_checkpoint", "noise_pool",
-           "save_checkpoint", "split_data", "svi"]
+           "save_checkpoint", "split_data", "svi", "training_chunk"]
