@@ -1,7 +1,8 @@
 """Curvature cost (diagonal GGN, KFAC, empirical Fisher) relative to one Adam gradient step, for growing MLPs.
 
 For MLPs ``[d_in, h, h, 10]`` and one minibatch, times (median over repeats, after compilation)
-one jitted Adam step on the negative log joint, and the jitted curvature of that minibatch:
+one jitted Adam step on the negative log joint, and ``sparsebnn.infer.curvature`` of that minibatch (input checks
+included, as a user calls it):
 exact diagonal GGN, diagonal empirical Fisher, KFAC (GGN) and KFAC (EF). Writes one row per
 (width, curvature) with the seconds and the ratio to the gradient step to
 ``<out>/bench_laplace.csv``.
@@ -21,7 +22,7 @@ import optax
 
 from experiments._cli import parser, run_grid
 from sparsebnn import nets
-from sparsebnn.infer.curvature import Likelihood, _curvature
+from sparsebnn.infer.curvature import Likelihood, curvature
 from sparsebnn.infer.laplace import neg_log_joint
 
 CURVATURES = (("diag", "ggn"), ("diag", "ef"), ("kfac", "ggn"), ("kfac", "ef"))
@@ -58,7 +59,7 @@ def bench(width: int, d_in: int, batch: int, repeats: int, seed: int) -> list[di
     rows = []
     n_params = nets.n_params(params)
     for kind, fisher in CURVATURES:
-        t = median_seconds(lambda: _curvature(net, lik, kind, fisher, batch, params, x, y), repeats)
+        t = median_seconds(lambda: curvature(net, params, x, y, lik, kind=kind, fisher=fisher, batch_size=batch), repeats)
         rows.append({"curvature": kind, "fisher": fisher, "n_params": n_params, "grad_step_s": t_grad, "curvature_s": t, "ratio": t / t_grad})
     return rows
 

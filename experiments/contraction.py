@@ -56,6 +56,7 @@ from experiments._cli import parser, run_grid
 from sparsebnn import data, nets, priors
 from sparsebnn.infer import nuts, svi
 from sparsebnn.infer.taps import tapped_apply
+from sparsebnn.nets.base import scale_nodes
 from sparsebnn.nets.wiring import consumers
 from sparsebnn.results import ResultsStore, config_key, write_table
 from theory.contraction import Architecture, architecture, contraction_rate, hellinger, mass_outside
@@ -68,15 +69,19 @@ PRIORS = ("ss-ig", "ss-gl", "ss-ghs")
 MIN_CORR = 0.9  # activation correlation that makes a kept node a true positive
 EVAL_SEED = 1_000_003  # data_seed offset of the held-out evaluation x (disjoint from every training seed)
 RADII = (1.0, 2.0, 4.0)  # M of the M * eps_n balls (eps_n scaled to the first point)
+RESTART_STRIDE = 1000  # SVI restart r of replicate seed s uses seed s * RESTART_STRIDE + r
+SIGNAL_N, SIGNAL_SEED = 20000, 7  # covariates of the teacher's signal check (choose_teacher_seed)
 
 FULL = dict(n=(500, 1000, 2000, 5000, 10000, 20000, 50000), widths=(50, 100, 200), fan_in_n=5000, n_eval=10000,
-            draws=100, steps=10000, batch=256, lr=3e-2,
+            draws=100, steps=10000, batch=256, lr=3e-2, particles=4, init_inclusion=0.5, restarts=3, min_signal=0.1,
             teacher=dict(p=20, teacher_widths=(50, 50), active=(5, 3), teacher_seed=0))
 QUICK = dict(n=(200, 800), widths=(8,), fan_in_n=800, n_eval=2000, draws=32, steps=1000, batch=128, lr=3e-2,
+             particles=1, init_inclusion=0.5, restarts=1, min_signal=0.1,
              teacher=dict(p=5, teacher_widths=(8, 8), active=(2, 1), teacher_seed=2), priors=("ss-ig",), pi=("theory",),
              seeds=2)
 FULL |= dict(priors=PRIORS, pi=("theory", "1e-4"), seeds=3)
 NUTS_SETTINGS = dict(warmup=300, samples=200, chains=2)
+SVI_ONLY = ("steps", "batch", "lr", "particles", "init_inclusion", "restarts")
 
 
 # ----------------------------------------------------------------------------- configurations
@@ -117,7 +122,7 @@ def grid(*, priors_: Sequence[str], ns: Sequence[int], seeds: Sequence[int], pis
         raise ValueError(f"every width must hold the teacher's active nodes {tuple(active)}; got widths={list(widths)}")
     base = dict(settings, teacher_widths=list(settings["teacher_widths"]), active=list(active))
     svi_keys = dict(base, method="svi")
-    nuts_keys = {k: v for k, v in base.items() if k not in ("steps", "batch", "lr")} | dict(nuts_settings, method="nuts")
+    nuts_keys = {k: v for k, v in base.items() if k not in SVI_ONLY} | dict(nuts_settings, method="nuts")
     configs = []
     for prior in priors_:
         for pi in pis:
@@ -171,9 +176,57 @@ def match_nodes(student: np.ndarray, teacher: np.ndarray, min_corr: float = MIN_
     return {"tp": tp, "fp": a - tp, "fn": s - tp, "corr": float(corr[rows, cols][hit].mean()) if tp else float("nan")}
 
 
-def teacher_data(config: Mapping, n: int, data_seed: int) -> data.Dataset:
+def teacher_data(config: Mapping, n: int, data_seed: int, teacher_seed: int | None = None) -> data.Dataset:
+    seed = config["teacher_seed"] if teacher_seed is None else teacher_seed
     return data.teacher(n, p=config["p"], widths=tuple(config["teacher_widths"]), active=tuple(config["active"]),
-                        noise=config["noise"], n_val=1, n_test=1, seed=config["teacher_seed"], data_seed=data_seed)
+                        noise=config["noise"], n_val=1, n_test=1, seed=seed, data_seed=data_seed)
+
+
+def node_signal(teacher: data.Teacher, x) -> dict[str, np.ndarray]:
+    """``{hidden layer: (s_l,)}`` signal of every active teacher node: ``Delta_j = E_x[(eta0(x) - eta0^{-j}(x))^2]``.
+
+    ``eta0^{-j}`` is the teacher with node ``j`` switched off (its incoming group zeroed) and nothing
+    refitted, averaged over the rows of ``x``. All nodes of one layer are evaluated in one vmapped pass.
+    """
+    x = np.asarray(x)
+    if x.ndim != 2 or len(x) == 0 or not np.all(np.isfinite(x)):
+        raise ValueError(f"x must be a finite non-empty (N, p) array; got shape {x.shape}")
+    net, params = teacher.net, teacher.params
+    f0 = net.apply(params, x)
+    out = {}
+    for layer, mask in teacher.masks.items():
+        off = 1.0 - np.eye(len(mask), dtype=np.float32)[np.flatnonzero(mask)]  # (s_l, n_nodes): one node off per row
+        f = jax.vmap(lambda s: net.apply(scale_nodes(params, {layer: s}), x))(off)
+        out[layer] = np.mean(np.square(np.asarray(f, np.float64) - np.asarray(f0, np.float64)), axis=(1, 2))
+    return out
+
+
+def signal_check_x(p: int) -> np.ndarray:
+    """The fixed covariates on which the signal condition is checked (``SIGNAL_N`` standard normal rows)."""
+    return np.random.default_rng(SIGNAL_SEED).standard_normal((SIGNAL_N, p)).astype(np.float32)
+
+
+def min_signal_ratio(teacher: data.Teacher, x) -> float:
+    """``min_j Delta_j / sigma^2`` over the active nodes of every hidden layer (:func:`node_signal`)."""
+    return float(min(v.min() for v in node_signal(teacher, x).values()) / teacher.noise**2)
+
+
+def choose_teacher_seed(config: Mapping, min_signal: float, start: int = 0, tries: int = 1000) -> int:
+    """The first teacher seed ``>= start`` whose every active node has ``Delta_j >= min_signal * sigma^2``.
+
+    The signal ("beta-min") condition of theory/README.md, checked on :func:`signal_check_x`;
+    ``min_signal = 0`` accepts ``start``. Raises when none of ``tries`` seeds qualifies.
+    """
+    if not min_signal >= 0:
+        raise ValueError(f"min_signal must be >= 0; got {min_signal}")
+    if min_signal == 0:
+        return int(start)
+    x = signal_check_x(config["p"])
+    for seed in range(int(start), int(start) + tries):
+        if min_signal_ratio(teacher_data(config, 1, 0, teacher_seed=seed).teacher, x) >= min_signal:
+            return seed
+    raise ValueError(f"no teacher seed in [{start}, {start + tries}) has every active node's signal >= "
+                     f"{min_signal} sigma^2; lower min_signal")
 
 
 def make_prior(name: str, pi: str) -> priors.Prior:
@@ -206,8 +259,17 @@ def fit(config: Mapping, net, prior, train):
                     num_chains=config["chains"], **common)
     steps = config["steps"]
     schedule = optax.cosine_decay_schedule(config["lr"], steps, alpha=1e-2)
-    return svi(net, prior, train, num_steps=steps, batch_size=min(config["batch"], len(train.y)),
-               optimizer=optax.adam(schedule), hard=False, chunk_size=min(2000, steps), progress=False, **common)
+    fits = [svi(net, prior, train, likelihood="gaussian", noise=config["noise"], seed=config["seed"] * RESTART_STRIDE + r,
+                num_steps=steps, batch_size=min(config["batch"], len(train.y)), optimizer=optax.adam(schedule), hard=False,
+                num_particles=config["particles"], init_inclusion=config["init_inclusion"], chunk_size=min(2000, steps),
+                progress=False)
+            for r in range(config["restarts"])]
+    return min(fits, key=final_loss)
+
+
+def final_loss(post) -> float:
+    """Mean −ELBO / N over the last 500 steps (or fewer): the criterion that picks the best SVI restart."""
+    return float(np.mean(post.losses[-min(500, len(post.losses)):]))
 
 
 def run(config: Mapping, out_dir: Path | None = None) -> dict:
@@ -242,13 +304,15 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
                     f"s_{i + 1}": int(truth.masks[layer].sum()), f"pi_{i + 1}": float(pis[layer])})
         recovered &= m["fp"] == 0 and m["fn"] == 0
     row["recovered"] = bool(recovered)
+    for i, v in enumerate(node_signal(truth, signal_check_x(config["p"])).values()):
+        row[f"signal_{i + 1}"] = float(v.min() / config["noise"] ** 2)  # weakest active node, Delta_j / sigma^2
 
     arch = student_architecture(architecture(truth.net, truth.params), config["width"])
     pi = None if config["pi"] == "theory" else float(config["pi"])
     row["eps_n"] = float(contraction_rate(*arch, config["n"], pi=pi))
     row["wall_s"] = float(post.wall_time)
     if config["method"] == "svi":
-        row["final_loss"] = float(np.mean(post.losses[-min(500, len(post.losses)):]))
+        row["final_loss"] = final_loss(post)
     else:
         row.update(post.diagnostics.row("nuts_"))
 
@@ -442,6 +506,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--teacher-seed", type=int, default=None, help="seed of the teacher network (default 0; --quick: 2)")
     p.add_argument("--steps", type=int, default=None, help="SVI steps per fit (default 10000)")
     p.add_argument("--lr", type=float, default=None, help="initial Adam learning rate, cosine-decayed to 1%% (default 3e-2)")
+    p.add_argument("--particles", type=int, default=None, help="ELBO particles per SVI step (default 4; --quick: 1)")
+    p.add_argument("--init-inclusion", type=float, default=None, help="initial sigma(theta) of every node (default 0.5)")
+    p.add_argument("--restarts", type=int, default=None,
+                   help="SVI restarts per fit; the one with the best final ELBO is kept (default 3; --quick: 1)")
+    p.add_argument("--min-signal", type=float, default=None,
+                   help="signal condition: the teacher is the first seed >= --teacher-seed whose every active node, "
+                        "switched off, moves eta0 by Delta_j >= MIN_SIGNAL * sigma^2 in mean square (default 0.1; 0: off)")
     p.add_argument("--draws", type=int, default=None, help="posterior draws per fit for E_q (default 100)")
     p.add_argument("--nuts", action=argparse.BooleanOptionalAction, default=None,
                    help="reference NUTS at the smallest n (default: on, off with --quick)")
@@ -467,11 +538,23 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     widths = args.widths or list(scale["widths"])
     fan_in_n = scale["fan_in_n"] if args.fan_in_n is None else args.fan_in_n
     seeds = args.seeds if args.seeds is not None else [args.seed + i for i in range(scale["seeds"])]
-    settings = dict(scale["teacher"], noise=args.noise, n_eval=scale["n_eval"],
-                    draws=args.draws or scale["draws"], steps=args.steps or scale["steps"], batch=scale["batch"],
-                    lr=args.lr or scale["lr"])
-    if args.teacher_seed is not None:
-        settings["teacher_seed"] = args.teacher_seed
+    def pick(name, key=None):
+        value = getattr(args, name)
+        return scale[key or name] if value is None else value
+
+    settings = dict(scale["teacher"], noise=args.noise, n_eval=scale["n_eval"], draws=pick("draws"),
+                    steps=pick("steps"), batch=scale["batch"], lr=pick("lr"), particles=pick("particles"),
+                    init_inclusion=pick("init_inclusion"), restarts=pick("restarts"), min_signal=pick("min_signal"))
+    for name in ("particles", "restarts", "steps", "draws"):
+        if settings[name] < 1:
+            p.error(f"--{name} must be >= 1; got {settings[name]}")
+    if not 0 < settings["init_inclusion"] < 1:
+        p.error(f"--init-inclusion must lie in (0, 1); got {settings['init_inclusion']}")
+    start = settings["teacher_seed"] if args.teacher_seed is None else args.teacher_seed
+    try:
+        settings["teacher_seed"] = choose_teacher_seed(settings, settings["min_signal"], start)
+    except ValueError as e:
+        p.error(str(e))
     with_nuts = (not args.quick) if args.nuts is None else args.nuts
     try:
         configs = grid(priors_=args.priors or list(scale["priors"]), ns=ns, seeds=seeds, pis=pis, widths=widths,
