@@ -3,18 +3,25 @@
     python -m experiments.contraction [--quick] [--seed S] [--out results] [--overwrite]
         [--priors ss-ig ss-gl ss-ghs] [--n 500 1000 ...] [--seeds 0 1 2] [--pi theory 1e-4]
         [--widths 50 100 200] [--fan-in-n 5000] [--noise 0.5] [--steps 10000] [--nuts | --no-nuts]
+        [--min-signal 0.1] [--particles 4] [--init-inclusion 0.5] [--kl-warmup 0.3] [--restarts 1]
 
 **Data.** ``sparsebnn.data.teacher``: a ReLU teacher MLP ``p -> (50, 50) -> 1`` with ``s = (5, 3)``
-active hidden nodes (teacher seed ``--teacher-seed``, fixed), ``x ~ N(0, I_p)``,
+active hidden nodes, ``x ~ N(0, I_p)``,
 ``y = eta0(x) + N(0, sigma^2)`` with ``sigma`` known to the model; ``--seeds`` draw the data and
 the SVI noise. ``E_q`` quantities use a held-out set of ``--n-eval`` fresh ``x`` (one per seed, the
-same for every ``n``).
+same for every ``n``). **Signal condition** (theory/README.md): the teacher is the first seed
+``>= --teacher-seed`` (default 0; 3 is the first that qualifies) whose every active node ``j``, switched
+off, moves the regression function by ``Delta_j = E_x[(eta0 - eta0^{-j})^2] >= --min-signal * sigma^2``
+(default 0.1; checked on 20,000 fixed x; ``node_signal``, ``choose_teacher_seed``).
 
 **Fits.** A student ``nets.mlp([p, w, w, 1])`` (``w`` = ``--widths``; the first is the base width of the
 ``n`` grid) under SS-IG / SS-GL / SS-GHS (``sigma0 = 1``, ``pi`` theory-driven or fixed), Gaussian
 likelihood with the known ``sigma``, mean-field SVI (``sparsebnn.infer.svi``: Adam with a cosine decay
-of the learning rate, minibatch 256, soft Concrete indicators at T = 0.5). ``--nuts`` adds reference
-NUTS runs at the smallest ``n`` (first seed; ``sparsebnn.infer.nuts``).
+of the learning rate, minibatch 256, soft Concrete indicators at T = 0.5, every ``sigma(theta)`` starting
+at ``--init-inclusion`` 0.5, a KL warm-up over the first ``--kl-warmup`` 30 % of the steps, ``--particles``
+4 ELBO particles per step; ``--restarts`` R > 1 keeps the restart with the best final ELBO). ``--nuts``
+adds reference NUTS runs at the smallest ``n`` (first seed; ``sparsebnn.infer.nuts``, Gibbs-updated
+indicators, 2 chains x (300 warm-up + 200) draws, tree depth <= 6: a short reference, see its diagnostics).
 
 **Measurements** (one row per fit in ``<out>/contraction.csv``; per-draw distances in
 ``contraction_draws.csv``):
@@ -27,7 +34,10 @@ NUTS runs at the smallest ``n`` (first seed; ``sparsebnn.infer.nuts``).
   are exchangeable, so a kept student node is matched to a teacher node by the correlation of their
   activations on the held-out x (Hungarian assignment, posterior-mean weights of the kept network):
   a match with correlation >= 0.9 is a true positive (``tp_l``), other kept nodes are false positives
-  (``fp_l``), unmatched teacher nodes false negatives; ``recovered`` = every layer exact;
+  (``fp_l``), unmatched teacher nodes false negatives; ``inert_l`` counts kept nodes whose removal moves
+  the posterior-mean function by less than ``1e-3 sigma^2`` in mean square; ``recovered`` = every layer
+  exact, ``recovered_live`` = no false negative and every false positive inert; ``signal_l`` = the
+  teacher's weakest ``Delta_j / sigma^2`` in layer ``l``;
 * ``eps_n``: the theoretical rate (``theory.contraction.contraction_rate``) of the run's architecture,
   teacher bounds and pi, for shape comparisons only (it holds up to constants).
 
@@ -47,6 +57,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
@@ -69,19 +80,21 @@ PRIORS = ("ss-ig", "ss-gl", "ss-ghs")
 MIN_CORR = 0.9  # activation correlation that makes a kept node a true positive
 EVAL_SEED = 1_000_003  # data_seed offset of the held-out evaluation x (disjoint from every training seed)
 RADII = (1.0, 2.0, 4.0)  # M of the M * eps_n balls (eps_n scaled to the first point)
+INERT = 1e-3  # a kept node is inert when switching it off moves the posterior-mean function by < INERT sigma^2 (mean square)
 RESTART_STRIDE = 1000  # SVI restart r of replicate seed s uses seed s * RESTART_STRIDE + r
 SIGNAL_N, SIGNAL_SEED = 20000, 7  # covariates of the teacher's signal check (choose_teacher_seed)
 
 FULL = dict(n=(500, 1000, 2000, 5000, 10000, 20000, 50000), widths=(50, 100, 200), fan_in_n=5000, n_eval=10000,
-            draws=100, steps=10000, batch=256, lr=3e-2, particles=4, init_inclusion=0.5, restarts=3, min_signal=0.1,
+            draws=100, steps=10000, batch=256, lr=3e-2, particles=4, init_inclusion=0.5, kl_warmup=0.3, restarts=1,
+            min_signal=0.1,
             teacher=dict(p=20, teacher_widths=(50, 50), active=(5, 3), teacher_seed=0))
 QUICK = dict(n=(200, 800), widths=(8,), fan_in_n=800, n_eval=2000, draws=32, steps=1000, batch=128, lr=3e-2,
-             particles=1, init_inclusion=0.5, restarts=1, min_signal=0.1,
+             particles=1, init_inclusion=0.5, kl_warmup=0.3, restarts=1, min_signal=0.1,
              teacher=dict(p=5, teacher_widths=(8, 8), active=(2, 1), teacher_seed=2), priors=("ss-ig",), pi=("theory",),
              seeds=2)
 FULL |= dict(priors=PRIORS, pi=("theory", "1e-4"), seeds=3)
-NUTS_SETTINGS = dict(warmup=300, samples=200, chains=2)
-SVI_ONLY = ("steps", "batch", "lr", "particles", "init_inclusion", "restarts")
+NUTS_SETTINGS = dict(warmup=300, samples=200, chains=2, tree_depth=6)
+SVI_ONLY = ("steps", "batch", "lr", "particles", "init_inclusion", "kl_warmup", "restarts")
 
 
 # ----------------------------------------------------------------------------- configurations
@@ -182,22 +195,22 @@ def teacher_data(config: Mapping, n: int, data_seed: int, teacher_seed: int | No
                         noise=config["noise"], n_val=1, n_test=1, seed=seed, data_seed=data_seed)
 
 
-def node_signal(teacher: data.Teacher, x) -> dict[str, np.ndarray]:
-    """``{hidden layer: (s_l,)}`` signal of every active teacher node: ``Delta_j = E_x[(eta0(x) - eta0^{-j}(x))^2]``.
+def node_signal(net, params, masks: Mapping[str, np.ndarray], x) -> dict[str, np.ndarray]:
+    """``{layer: (kept,)}`` mean-square effect of switching off each node of ``masks``: ``E_x[(eta(x) - eta^{-j}(x))^2]``.
 
-    ``eta0^{-j}`` is the teacher with node ``j`` switched off (its incoming group zeroed) and nothing
-    refitted, averaged over the rows of ``x``. All nodes of one layer are evaluated in one vmapped pass.
+    ``eta^{-j}`` is the network with node ``j`` off (its incoming group zeroed) and nothing refitted,
+    averaged over the rows of ``x`` (summed over outputs). One vmapped pass per layer.
     """
     x = np.asarray(x)
     if x.ndim != 2 or len(x) == 0 or not np.all(np.isfinite(x)):
         raise ValueError(f"x must be a finite non-empty (N, p) array; got shape {x.shape}")
-    net, params = teacher.net, teacher.params
-    f0 = net.apply(params, x)
+    f0 = np.asarray(net.apply(params, x), np.float64)
     out = {}
-    for layer, mask in teacher.masks.items():
-        off = 1.0 - np.eye(len(mask), dtype=np.float32)[np.flatnonzero(mask)]  # (s_l, n_nodes): one node off per row
+    for layer, mask in masks.items():
+        mask = np.asarray(mask, bool)
+        off = 1.0 - np.eye(len(mask), dtype=np.float32)[np.flatnonzero(mask)]  # one row per node: that node off
         f = jax.vmap(lambda s: net.apply(scale_nodes(params, {layer: s}), x))(off)
-        out[layer] = np.mean(np.square(np.asarray(f, np.float64) - np.asarray(f0, np.float64)), axis=(1, 2))
+        out[layer] = np.mean(np.square(np.asarray(f, np.float64) - f0), axis=1).sum(-1)
     return out
 
 
@@ -207,8 +220,8 @@ def signal_check_x(p: int) -> np.ndarray:
 
 
 def min_signal_ratio(teacher: data.Teacher, x) -> float:
-    """``min_j Delta_j / sigma^2`` over the active nodes of every hidden layer (:func:`node_signal`)."""
-    return float(min(v.min() for v in node_signal(teacher, x).values()) / teacher.noise**2)
+    """``min_j Delta_j / sigma^2`` over the active teacher nodes of every hidden layer (:func:`node_signal`)."""
+    return float(min(v.min() for v in node_signal(teacher.net, teacher.params, teacher.masks, x).values()) / teacher.noise**2)
 
 
 def choose_teacher_seed(config: Mapping, min_signal: float, start: int = 0, tries: int = 1000) -> int:
@@ -221,8 +234,15 @@ def choose_teacher_seed(config: Mapping, min_signal: float, start: int = 0, trie
         raise ValueError(f"min_signal must be >= 0; got {min_signal}")
     if min_signal == 0:
         return int(start)
-    x = signal_check_x(config["p"])
-    for seed in range(int(start), int(start) + tries):
+    return _first_seed(int(config["p"]), tuple(config["teacher_widths"]), tuple(config["active"]), float(config["noise"]),
+                       float(min_signal), int(start), int(tries))
+
+
+@functools.lru_cache(maxsize=64)
+def _first_seed(p, widths, active, noise, min_signal, start, tries) -> int:
+    config = dict(p=p, teacher_widths=widths, active=active, noise=noise)
+    x = signal_check_x(p)
+    for seed in range(start, start + tries):
         if min_signal_ratio(teacher_data(config, 1, 0, teacher_seed=seed).teacher, x) >= min_signal:
             return seed
     raise ValueError(f"no teacher seed in [{start}, {start + tries}) has every active node's signal >= "
@@ -256,11 +276,13 @@ def fit(config: Mapping, net, prior, train):
     common = dict(likelihood="gaussian", noise=config["noise"], seed=config["seed"])
     if config["method"] == "nuts":
         return nuts(net, prior, train, num_warmup=config["warmup"], num_samples=config["samples"],
-                    num_chains=config["chains"], **common)
+                    num_chains=config["chains"], max_tree_depth=config["tree_depth"], **common)
     steps = config["steps"]
     schedule = optax.cosine_decay_schedule(config["lr"], steps, alpha=1e-2)
+    warmup = max(1, round(config["kl_warmup"] * steps))
     fits = [svi(net, prior, train, likelihood="gaussian", noise=config["noise"], seed=config["seed"] * RESTART_STRIDE + r,
                 num_steps=steps, batch_size=min(config["batch"], len(train.y)), optimizer=optax.adam(schedule), hard=False,
+                kl_weight=lambda t: jnp.minimum(1.0, t / warmup),
                 num_particles=config["particles"], init_inclusion=config["init_inclusion"], chunk_size=min(2000, steps),
                 progress=False)
             for r in range(config["restarts"])]
@@ -297,14 +319,20 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
     acts0 = node_activations(truth.net, truth.params, x_eval)
     recovered = True
     pis = priors.inclusion_probs(net, config["n"], _pi_value(config["pi"]))
+    effect = node_signal(net, post.mean_params(masks=masks), masks, x_eval)
+    live_recovered = True
     for i, layer in enumerate(l.name for l in net.prunable_layers):
         m = match_nodes(acts[layer][:, masks[layer]], acts0[layer][:, truth.masks[layer]])
+        inert = int(np.sum(effect[layer] < INERT * config["noise"] ** 2))
         row.update({f"kept_{i + 1}": int(masks[layer].sum()), f"tp_{i + 1}": m["tp"], f"fp_{i + 1}": m["fp"],
-                    f"fn_{i + 1}": m["fn"], f"corr_{i + 1}": m["corr"], f"incl_sum_{i + 1}": float(incl[layer].sum()),
+                    f"fn_{i + 1}": m["fn"], f"inert_{i + 1}": inert, f"corr_{i + 1}": m["corr"],
+                    f"incl_sum_{i + 1}": float(incl[layer].sum()),
                     f"s_{i + 1}": int(truth.masks[layer].sum()), f"pi_{i + 1}": float(pis[layer])})
         recovered &= m["fp"] == 0 and m["fn"] == 0
+        live_recovered &= m["fn"] == 0 and m["fp"] <= inert
     row["recovered"] = bool(recovered)
-    for i, v in enumerate(node_signal(truth, signal_check_x(config["p"])).values()):
+    row["recovered_live"] = bool(live_recovered)
+    for i, v in enumerate(node_signal(truth.net, truth.params, truth.masks, signal_check_x(config["p"])).values()):
         row[f"signal_{i + 1}"] = float(v.min() / config["noise"] ** 2)  # weakest active node, Delta_j / sigma^2
 
     arch = student_architecture(architecture(truth.net, truth.params), config["width"])
@@ -419,10 +447,12 @@ def by_n(table: pd.DataFrame, draws: pd.DataFrame | None = None, base_width: int
     runs = rate_runs(table, base_width)
     if runs.empty:
         return pd.DataFrame()
-    nodes = {f"{k}_{i}": (f"{k}_{i}", "mean") for i in _layers(runs) for k in ("kept", "tp", "fp")}
+    nodes = {f"{k}_{i}": (f"{k}_{i}", "mean") for i in _layers(runs) for k in ("kept", "tp", "fp", "inert")
+             if f"{k}_{i}" in runs}
+    live = {"recovered_live": ("recovered_live", "mean")} if "recovered_live" in runs else {}
     out = runs.groupby(["prior", "pi", "n"], sort=False).agg(
         seeds=("seed", "count"), dh=("dh_mean", "mean"), dh_sd=("dh_mean", "std"), eps_n=("eps_n", "mean"),
-        **nodes, recovered=("recovered", "mean")).reset_index()
+        **nodes, recovered=("recovered", "mean"), **live).reset_index()
     if draws is not None and not draws.empty:
         mass = mass_table(table, draws, base_width=base_width)
         if not mass.empty:
@@ -460,7 +490,7 @@ def nuts_vs_svi(table: pd.DataFrame) -> pd.DataFrame:
     if ref.empty:
         return pd.DataFrame()
     keys = ["prior", "pi", "n", "width", "seed"]
-    cols = ["dh_mean", "recovered"] + [c for c in table.columns if c.startswith("kept_")]
+    cols = ["dh_mean", "recovered"] + [c for c in table.columns if c.split("_")[0] in ("kept", "tp", "fp")]
     merged = ref[keys + cols + [c for c in ("nuts_ok",) if c in ref]].merge(
         table[table["method"] == "svi"][keys + cols], on=keys, how="left", suffixes=("_nuts", "_svi"))
     return merged
@@ -477,8 +507,8 @@ def summarize(table: pd.DataFrame, draws: pd.DataFrame | None = None, fan_in_n: 
         write_table(parts["slopes"], Path(out_dir) / SLOPES)
         write_table(parts["by_n"], Path(out_dir) / SUMMARY)
     titles = {"slopes": "log-log slope of E_q[d_H] vs n (95% bootstrap interval) and of eps_n",
-              "by_n": "by n (means over seeds): E_q[d_H], eps_n, kept / true / false positive nodes per layer, "
-                      "fraction recovered, variational mass outside M * eps_n (scaled to the first point)",
+              "by_n": "by n (means over seeds): E_q[d_H], eps_n, kept / true / false positive / inert nodes per "
+                      "layer, fraction recovered exactly and up to inert nodes, variational mass outside M * eps_n (scaled to the first point)",
               "fan_in": "fan-in at fixed active nodes: E_q[d_H] and eps_n relative to the narrowest width",
               "nuts": "reference NUTS vs SVI (same data)"}
     with pd.option_context("display.width", 200, "display.max_columns", 40, "display.float_format", "{:.4g}".format):
@@ -509,7 +539,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--particles", type=int, default=None, help="ELBO particles per SVI step (default 4; --quick: 1)")
     p.add_argument("--init-inclusion", type=float, default=None, help="initial sigma(theta) of every node (default 0.5)")
     p.add_argument("--restarts", type=int, default=None,
-                   help="SVI restarts per fit; the one with the best final ELBO is kept (default 3; --quick: 1)")
+                   help="SVI restarts per fit; the one with the best final ELBO is kept (default 1)")
+    p.add_argument("--kl-warmup", type=float, default=None,
+                   help="KL warm-up: the KL weight rises linearly from 0 to 1 over this fraction of the steps (default 0.3)")
     p.add_argument("--min-signal", type=float, default=None,
                    help="signal condition: the teacher is the first seed >= --teacher-seed whose every active node, "
                         "switched off, moves eta0 by Delta_j >= MIN_SIGNAL * sigma^2 in mean square (default 0.1; 0: off)")
@@ -544,10 +576,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     settings = dict(scale["teacher"], noise=args.noise, n_eval=scale["n_eval"], draws=pick("draws"),
                     steps=pick("steps"), batch=scale["batch"], lr=pick("lr"), particles=pick("particles"),
-                    init_inclusion=pick("init_inclusion"), restarts=pick("restarts"), min_signal=pick("min_signal"))
+                    init_inclusion=pick("init_inclusion"), kl_warmup=pick("kl_warmup"), restarts=pick("restarts"),
+                    min_signal=pick("min_signal"))
     for name in ("particles", "restarts", "steps", "draws"):
         if settings[name] < 1:
             p.error(f"--{name} must be >= 1; got {settings[name]}")
+    if not 0 <= settings["kl_warmup"] <= 1:
+        p.error(f"--kl-warmup must lie in [0, 1]; got {settings['kl_warmup']}")
     if not 0 < settings["init_inclusion"] < 1:
         p.error(f"--init-inclusion must lie in (0, 1); got {settings['init_inclusion']}")
     start = settings["teacher_seed"] if args.teacher_seed is None else args.teacher_seed

@@ -6,8 +6,8 @@
   the mean over seeds (line), and the theoretical eps_n scaled to the first mean point (dotted; it holds
   up to constants only), per prior inclusion probability pi; NUTS runs as grey diamonds; the fitted
   slope with its bootstrap interval next to eps_n's;
-* ``contraction_recovery``: kept nodes and true positives per hidden layer against n, one panel per
-  prior, with the teacher's active counts s_l;
+* ``contraction_recovery``: kept nodes, true positives and (when recorded) kept nodes that are not
+  inert per hidden layer against n, one panel per prior, with the teacher's active counts s_l;
 * ``contraction_fan_in`` (when the table has a width grid): E_q[d_H] against the hidden width at fixed
   n and active nodes, with eps_n scaled to the narrowest width.
 """
@@ -122,6 +122,9 @@ def plot_recovery(table: pd.DataFrame) -> Figure:
             colour = style.PALETTE[(i - 1) % len(style.PALETTE)]
             ax.plot(g.index, g[f"kept_{i}"], marker="o", ms=3, color=colour, label=f"kept, layer {i}")
             ax.plot(g.index, g[f"tp_{i}"], marker="x", ms=3, ls="--", color=colour, label=f"true positives, layer {i}")
+            if f"inert_{i}" in g:
+                ax.plot(g.index, g[f"kept_{i}"] - g[f"inert_{i}"], marker="+", ms=4, ls="-.", color=colour, lw=0.8,
+                        label=f"kept, not inert, layer {i}")
             ax.axhline(g[f"s_{i}"].iloc[0], color=colour, lw=0.6, ls=":")
         ax.set_xscale("log")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))

@@ -108,6 +108,63 @@ def test_node_activations_are_the_hidden_layer_outputs():
     np.testing.assert_allclose(acts["dense_1"], h2, rtol=1e-5, atol=1e-6)
 
 
+def _teacher_signal_by_hand(t, x):
+    """Delta_j of every active node by zeroing its incoming group in float64 NumPy and re-running the ReLU net."""
+    names = list(t.params)
+    ws = [(np.asarray(t.params[k]["w"], np.float64), np.asarray(t.params[k]["b"], np.float64)) for k in names]
+
+    def eta(ws):
+        h = np.asarray(x, np.float64)
+        for i, (w, b) in enumerate(ws):
+            h = h @ w + b
+            h = np.maximum(h, 0) if i < len(ws) - 1 else h
+        return h[:, 0]
+
+    f0, out = eta(ws), {}
+    for li, layer in enumerate(names[:-1]):
+        vals = []
+        for j in np.flatnonzero(t.masks[layer]):
+            off = [(w.copy(), b.copy()) for w, b in ws]
+            off[li][0][:, j] = 0
+            off[li][1][j] = 0
+            vals.append(np.mean((eta(off) - f0) ** 2))
+        out[layer] = np.array(vals)
+    return out
+
+
+def test_node_signal_matches_brute_force_and_the_last_layer_closed_form():
+    from sparsebnn import data
+
+    t = data.teacher(10, p=4, widths=(6, 5), active=(3, 2), noise=0.5, seed=1).teacher
+    x = np.random.default_rng(0).normal(size=(500, 4)).astype(np.float32)
+    got = exp.node_signal(t.net, t.params, t.masks, x)
+    want = _teacher_signal_by_hand(t, x)
+    assert list(got) == list(t.masks)
+    for layer in want:
+        np.testing.assert_allclose(got[layer], want[layer], rtol=2e-4, atol=1e-7)
+    # last hidden layer: switching node j off removes exactly v_j h_j(x) from the output
+    h = exp.node_activations(t.net, t.params, x)["dense_1"]
+    v = np.asarray(t.params["dense_2"]["w"], np.float64)[:, 0]
+    j = np.flatnonzero(t.masks["dense_1"])
+    np.testing.assert_allclose(got["dense_1"], np.mean((h[:, j] * v[j]) ** 2, axis=0), rtol=2e-4)
+    assert exp.min_signal_ratio(t, x) == pytest.approx(min(a.min() for a in want.values()) / 0.25, rel=2e-4)
+    with pytest.raises(ValueError, match="x must be"):
+        exp.node_signal(t.net, t.params, t.masks, np.full((3, 4), np.nan))
+
+
+def test_choose_teacher_seed_returns_the_first_seed_meeting_the_signal_condition():
+    config = dict(exp.QUICK["teacher"], noise=0.5)
+    x = exp.signal_check_x(config["p"])
+    ratio = lambda seed: exp.min_signal_ratio(exp.teacher_data(config, 1, 0, teacher_seed=seed).teacher, x)
+    seed = exp.choose_teacher_seed(config, 0.1, start=5)
+    assert seed > 5 and ratio(seed) >= 0.1 and all(ratio(s) < 0.1 for s in range(5, seed))
+    assert exp.choose_teacher_seed(config, 0.0, start=5) == 5
+    with pytest.raises(ValueError, match="min_signal"):
+        exp.choose_teacher_seed(config, -1.0)
+    with pytest.raises(ValueError, match="no teacher seed"):
+        exp.choose_teacher_seed(config, 1e6, tries=2)
+
+
 # ----------------------------------------------------------------------------- configurations
 
 
@@ -153,6 +210,9 @@ def test_cli_rejects_bad_options(tmp_path):
         exp.main(["--quick", "--out", str(tmp_path), "--noise", "0"])
     with pytest.raises(SystemExit):
         exp.main(["--out", str(tmp_path), "--summary-only"])
+    for bad in (["--kl-warmup", "2"], ["--init-inclusion", "1"], ["--particles", "0"], ["--min-signal", "-1"]):
+        with pytest.raises(SystemExit):
+            exp.main(["--quick", "--out", str(tmp_path), *bad])
 
 
 # ----------------------------------------------------------------------------- summaries
@@ -256,6 +316,8 @@ def test_quick_run_resume_summary_and_figures(tmp_path, capsys):
     assert len(table) == 4 and set(table["n"]) == set(exp.QUICK["n"]) and set(table["method"]) == {"svi"}
     assert ((table["dh_mean"] > 0) & (table["dh_mean"] < 1)).all() and (table["eps_n"] > 0).all()
     assert (table["tp_1"] + table["fp_1"] == table["kept_1"]).all()
+    assert (table["inert_1"] <= table["kept_1"]).all() and table["recovered_live"].dtype == bool
+    assert (table[["signal_1", "signal_2"]].min(axis=1) >= exp.QUICK["min_signal"]).all()  # the signal condition
     draws = pd.read_csv(out / exp.DRAWS)
     assert len(draws) == 4 * exp.QUICK["draws"] and draws["dh"].between(0, 1).all()
     slopes = pd.read_csv(out / exp.SLOPES)
@@ -272,12 +334,22 @@ def test_quick_run_resume_summary_and_figures(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_headline_contraction_on_a_reduced_grid(tmp_path):
-    """E_q[d_H] falls with n (slope interval below 0) and SS-IG recovers the teacher's active nodes at the largest n."""
+    """E_q[d_H] falls with n (slope interval below 0); at the largest n SS-IG finds every active teacher node
+    and its only false positives are inert.
+
+    The teacher meets the signal condition (every active node carries Delta_j >= 0.1 sigma^2). Exact
+    recovery (no false positive at all) is not asserted: every run keeps one or two kept-but-inert nodes
+    (sigma(theta) ~ 1, switching them off moves the fitted function by < 1e-3 sigma^2), an optimisation
+    artefact of SVI (theory/README.md, "Node recovery").
+    """
     table = exp.main(["--out", str(tmp_path), "--priors", "ss-ig", "--n", "500", "2000", "8000", "20000",
                       "--seeds", "0", "1", "2", "--pi", "theory", "--fan-in-n", "0", "--no-nuts"])
+    assert (table[["signal_1", "signal_2"]].min(axis=1) >= 0.1).all()
     slope, lo, hi = exp.fit_slope(table["n"], table["dh_mean"])
     assert slope < 0 and hi < 0, (slope, lo, hi)
     means = table.groupby("n")["dh_mean"].mean()
     assert means.is_monotonic_decreasing, means
     last = table[table["n"] == table["n"].max()]
-    assert last["recovered"].mean() >= 2 / 3, last.filter(regex="kept_|tp_|fp_")
+    nodes = last.filter(regex="kept_|tp_|fp_|fn_|inert_")
+    assert (last["fn_1"] == 0).all() and (last["fn_2"] == 0).all(), nodes  # every active node, every seed
+    assert last["recovered_live"].mean() >= 2 / 3, nodes  # false positives are inert
