@@ -491,7 +491,9 @@ def nuts_vs_svi(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     keys = ["prior", "pi", "n", "width", "seed"]
     cols = ["dh_mean", "recovered"] + [c for c in table.columns if c.split("_")[0] in ("kept", "tp", "fp")]
-    merged = ref[keys + cols + [c for c in ("nuts_ok",) if c in ref]].merge(
+    extra = [c for c in ("warmup", "samples", "chains", "tree_depth", "nuts_ok", "nuts_max_rhat", "nuts_min_ess_bulk",
+                         "wall_s") if c in ref]
+    merged = ref[keys + cols + extra].merge(
         table[table["method"] == "svi"][keys + cols], on=keys, how="left", suffixes=("_nuts", "_svi"))
     return merged
 
@@ -548,6 +550,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--draws", type=int, default=None, help="posterior draws per fit for E_q (default 100)")
     p.add_argument("--nuts", action=argparse.BooleanOptionalAction, default=None,
                    help="reference NUTS at the smallest n (default: on, off with --quick)")
+    p.add_argument("--nuts-draws", nargs=2, type=int, default=None, metavar=("WARMUP", "SAMPLES"),
+                   help="NUTS warm-up and kept draws per chain (default 300 200)")
+    p.add_argument("--nuts-chains", type=int, default=None, help="NUTS chains (default 2)")
+    p.add_argument("--nuts-tree-depth", type=int, default=None, help="NUTS maximum tree depth (default 6)")
     p.add_argument("--summary-only", action="store_true",
                    help="fit nothing: summarise every run already in <out>/contraction.csv (e.g. after several invocations)")
     args = p.parse_args(argv)
@@ -591,10 +597,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     except ValueError as e:
         p.error(str(e))
     with_nuts = (not args.quick) if args.nuts is None else args.nuts
+    nuts_settings = dict(NUTS_SETTINGS)
+    if args.nuts_draws is not None:
+        nuts_settings.update(warmup=args.nuts_draws[0], samples=args.nuts_draws[1])
+    if args.nuts_chains is not None:
+        nuts_settings["chains"] = args.nuts_chains
+    if args.nuts_tree_depth is not None:
+        nuts_settings["tree_depth"] = args.nuts_tree_depth
+    if min(nuts_settings.values()) < 1:
+        p.error(f"NUTS warm-up, draws, chains and tree depth must be >= 1; got {nuts_settings}")
     try:
         configs = grid(priors_=args.priors or list(scale["priors"]), ns=ns, seeds=seeds, pis=pis, widths=widths,
                        fan_in_n=fan_in_n if fan_in_n and len(widths) > 1 else None, settings=settings,
-                       with_nuts=with_nuts)
+                       with_nuts=with_nuts, nuts_settings=nuts_settings)
     except ValueError as e:
         p.error(str(e))
     args.out.mkdir(parents=True, exist_ok=True)
