@@ -21,7 +21,8 @@ of the learning rate, minibatch 256, soft Concrete indicators at T = 0.5, every 
 at ``--init-inclusion`` 0.5, a KL warm-up over the first ``--kl-warmup`` 30 % of the steps, ``--particles``
 4 ELBO particles per step; ``--restarts`` R > 1 keeps the restart with the best final ELBO). ``--nuts``
 adds reference NUTS runs at the smallest ``n`` (first seed; ``sparsebnn.infer.nuts``, Gibbs-updated
-indicators, 2 chains x (300 warm-up + 200) draws, tree depth <= 6: a short reference, see its diagnostics).
+indicators, 2 chains x (500 warm-up + 500) draws, tree depth <= 8, ~2 min per prior on 2 CPU cores: a short
+reference whose indicators do not mix, see its diagnostics).
 
 **Measurements** (one row per fit in ``<out>/contraction.csv``; per-draw distances in
 ``contraction_draws.csv``):
@@ -93,7 +94,7 @@ QUICK = dict(n=(200, 800), widths=(8,), fan_in_n=800, n_eval=2000, draws=32, ste
              teacher=dict(p=5, teacher_widths=(8, 8), active=(2, 1), teacher_seed=2), priors=("ss-ig",), pi=("theory",),
              seeds=2)
 FULL |= dict(priors=PRIORS, pi=("theory", "1e-4"), seeds=3)
-NUTS_SETTINGS = dict(warmup=300, samples=200, chains=2, tree_depth=6)
+NUTS_SETTINGS = dict(warmup=500, samples=500, chains=2, tree_depth=8)
 SVI_ONLY = ("steps", "batch", "lr", "particles", "init_inclusion", "kl_warmup", "restarts")
 
 
@@ -551,9 +552,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--nuts", action=argparse.BooleanOptionalAction, default=None,
                    help="reference NUTS at the smallest n (default: on, off with --quick)")
     p.add_argument("--nuts-draws", nargs=2, type=int, default=None, metavar=("WARMUP", "SAMPLES"),
-                   help="NUTS warm-up and kept draws per chain (default 300 200)")
+                   help="NUTS warm-up and kept draws per chain (default 500 500)")
     p.add_argument("--nuts-chains", type=int, default=None, help="NUTS chains (default 2)")
-    p.add_argument("--nuts-tree-depth", type=int, default=None, help="NUTS maximum tree depth (default 6)")
+    p.add_argument("--nuts-tree-depth", type=int, default=None, help="NUTS maximum tree depth (default 8)")
     p.add_argument("--summary-only", action="store_true",
                    help="fit nothing: summarise every run already in <out>/contraction.csv (e.g. after several invocations)")
     args = p.parse_args(argv)

@@ -210,7 +210,8 @@ def test_cli_rejects_bad_options(tmp_path):
         exp.main(["--quick", "--out", str(tmp_path), "--noise", "0"])
     with pytest.raises(SystemExit):
         exp.main(["--out", str(tmp_path), "--summary-only"])
-    for bad in (["--kl-warmup", "2"], ["--init-inclusion", "1"], ["--particles", "0"], ["--min-signal", "-1"]):
+    for bad in (["--kl-warmup", "2"], ["--init-inclusion", "1"], ["--particles", "0"], ["--min-signal", "-1"],
+                ["--nuts", "--nuts-chains", "0"]):
         with pytest.raises(SystemExit):
             exp.main(["--quick", "--out", str(tmp_path), *bad])
 
