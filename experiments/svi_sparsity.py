@@ -1,13 +1,14 @@
 """Sparsity priors fitted by SVI: accuracy, calibration and node sparsity of the pruned network.
 
     python -m experiments.svi_sparsity [--prior map gaussian horseshoe ss-ig ss-gl ss-ghs] [--net mlp]
-                                       [--dataset digits] [--hidden 400 400] [--steps 12000] [--batch-size 128]
-                                       [--lr 5e-3] [--map-lr 2e-3] [--warmup 4000] [--samples 64] [--quick] [--seed 0]
-                                       [--out results] [--overwrite]
+                                       [--dataset digits] [--hidden 400 400] [--steps N] [--batch-size 128]
+                                       [--lr LR] [--init-scale S] [--map-lr 2e-3] [--warmup N] [--samples 64]
+                                       [--quick] [--seed 0] [--out results] [--overwrite]
 
-For every prior, :func:`sparsebnn.infer.svi` fits the mean-field posterior (Adam with a cosine
-learning-rate decay from ``--lr`` to 2 % of it, Concrete T = 0.5 (relaxed indicators, no straight-through),
-a linear KL warm-up ``β: 0 → 1`` over ``--warmup`` steps, then the plain ELBO), the network is
+For every prior, :func:`sparsebnn.infer.svi` fits the mean-field posterior (``--steps`` steps of Adam with
+a cosine learning-rate decay from ``--lr`` to 2 % of it, every Gaussian factor's sd starting at
+``--init-scale``, Concrete T = 0.5 (relaxed indicators, no straight-through), a linear KL warm-up
+``β: 0 → 1`` over ``--warmup`` steps (default a third of the steps), then the plain ELBO), the network is
 pruned by the prior's own rule and evaluated on the test split with ``--samples`` posterior draws:
 
 * spike-and-slab priors (ss-ig, ss-gl, ss-ghs): keep node j when ``σ(θ_j) >= 0.5``;
@@ -17,8 +18,19 @@ pruned by the prior's own rule and evaluated on the test split with ``--samples`
 * map: Adam (``--map-lr``) on the log posterior under ``N(0, 1)`` (``sparsebnn.infer.laplace.map_train``,
   same steps and batch), unpruned, the reference accuracy.
 
-Hyperparameters are the priors' defaults (σ0 = 1, π = "theory", SS-GHS c = 1, tiered horseshoe τ0 = 1e-2)
-except SS-GL's σ0 = 0.2: under the anchor's λ² ~ Gamma(4, 2) the group-lasso slab has per-entry sd
+Optimiser defaults (``DEFAULTS``, each overridden by its flag): 12,000 steps, lr 5e-3, init sd 1e-2; for
+SS-GHS (``PRIOR_DEFAULTS``) 16,000 steps, lr 1e-2, init sd 1e-3 (see below; at these settings the
+tiered horseshoe lost 3 points of pruned accuracy on seed 0, so the other priors keep the first set).
+
+Hyperparameters are the priors' defaults (σ0 = 1, π = "theory", tiered horseshoe τ0 = 1e-2) except
+
+* SS-GHS's ``c_reg = "fan_in"`` (``c = k_l + 1``, the paper's second choice; the anchor code's ``c = 1``
+  caps every slab sd at σ0 = 1, which binds in the first layer, whose kept weights reach |w| ≈ 3 on
+  standardised pixels). Picked on the validation split over seeds 0–4 (mean validation accuracy 0.970
+  against 0.960 for ``c = 1`` at the same optimiser settings), together with its optimiser settings,
+  which reach a lower −ELBO (≈ 0.86–0.91 nats per example against 0.90–0.95 at 12,000
+  steps, lr 5e-3, init sd 1e-2) and a lower validation NLL;
+* SS-GL's σ0 = 0.2: under the anchor's λ² ~ Gamma(4, 2) the group-lasso slab has per-entry sd
 ≈ σ0 √(m + 1) / λ (≈ 14 σ0 for a 400-wide layer), which at σ0 = 1 is so wide that every kept node costs
 thousands of nats of KL on 1,258 training examples.
 
@@ -45,6 +57,8 @@ from sparsebnn.infer import svi
 from sparsebnn.infer.laplace import map_train
 
 PRIORS = ("map", "gaussian", "horseshoe", "ss-ig", "ss-gl", "ss-ghs")
+DEFAULTS = {"steps": 12000, "lr": 5e-3, "init_scale": 1e-2}
+PRIOR_DEFAULTS = {"ss-ghs": {"steps": 16000, "lr": 1e-2, "init_scale": 1e-3}}
 NETS = ("mlp", "lenet5", "lenet5_caffe")
 
 
@@ -58,11 +72,13 @@ def build_net(name: str, dataset: datasets.Dataset, hidden: list[int]):
 
 
 def make_prior(name: str) -> priors.Prior:
-    """The compared priors; the horseshoe is the tiered (node-wise) one, non-centred, so BMR prunes it."""
+    """The compared priors (module docstring); the horseshoe is the tiered (node-wise) one, non-centred, so BMR prunes it."""
     if name == "horseshoe":
         return priors.RegularizedHorseshoe(tiered=True)
     if name == "ss-gl":
         return priors.get(name, sigma0=0.2)
+    if name == "ss-ghs":
+        return priors.get(name, c_reg="fan_in")
     return priors.get(name)
 
 
@@ -106,7 +122,8 @@ def run(config: dict) -> dict:
         beta = optax.linear_schedule(1e-3, 1.0, warmup) if warmup else 1.0
         lr = optax.cosine_decay_schedule(config["lr"], steps, alpha=0.02)
         post = svi(net, make_prior(config["prior"]), ds, num_steps=steps, batch_size=batch,
-                   optimizer=optax.adam(lr), kl_weight=beta, seed=config["seed"], progress=config["progress"])
+                   optimizer=optax.adam(lr), kl_weight=beta, init_scale=config["init_scale"], seed=config["seed"],
+                   progress=config["progress"])
         wall = time.perf_counter() - t0
         masks, pruned = pruning_masks(post)
         k_pred, k_mean = jax.random.split(key)
@@ -123,28 +140,38 @@ def run(config: dict) -> dict:
     return row
 
 
+def optimiser_settings(prior: str, steps: int | None = None, lr: float | None = None, init_scale: float | None = None,
+                       warmup: int | None = None) -> dict:
+    """``steps``, ``lr``, ``init_scale`` and ``warmup`` of one prior's run: the given values, else
+    ``PRIOR_DEFAULTS[prior]``, else ``DEFAULTS``; ``warmup`` defaults to a third of the steps."""
+    given = {"steps": steps, "lr": lr, "init_scale": init_scale}
+    out = {k: v if given[k] is None else given[k] for k, v in {**DEFAULTS, **PRIOR_DEFAULTS.get(prior, {})}.items()}
+    return {**out, "warmup": out["steps"] // 3 if warmup is None else warmup}
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     p = parser("svi_sparsity", __doc__.splitlines()[0])
     p.add_argument("--prior", nargs="+", choices=PRIORS, default=list(PRIORS))
     p.add_argument("--net", choices=NETS, default="mlp")
     p.add_argument("--dataset", default="digits", choices=sorted(datasets.LOADERS))
     p.add_argument("--hidden", type=int, nargs="+", default=[400, 400], help="MLP hidden widths (default 400 400)")
-    p.add_argument("--steps", type=int, default=12000)
+    p.add_argument("--steps", type=int, default=None, help="SVI (and MAP) steps (default: DEFAULTS / PRIOR_DEFAULTS)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=5e-3, help="SVI peak learning rate")
+    p.add_argument("--lr", type=float, default=None, help="SVI peak learning rate (default: as --steps)")
+    p.add_argument("--init-scale", type=float, default=None, help="initial sd of every Gaussian guide factor (default: as --steps)")
     p.add_argument("--map-lr", type=float, default=2e-3, help="MAP learning rate")
     p.add_argument("--warmup", type=int, default=None, help="KL warm-up steps (default steps / 3; 0: none)")
     p.add_argument("--samples", type=int, default=64, help="posterior draws for evaluation")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.hidden, args.samples = 300, [32, 32], 8
-    warmup = args.steps // 3 if args.warmup is None else args.warmup
-    configs = [dict(prior=prior, net=args.net, dataset=args.dataset, hidden=list(args.hidden), steps=args.steps,
-                    batch_size=args.batch_size, lr=args.lr, map_lr=args.map_lr, warmup=warmup, samples=args.samples, seed=args.seed)
+    configs = [dict(prior=prior, net=args.net, dataset=args.dataset, hidden=list(args.hidden),
+                    **optimiser_settings(prior, args.steps, args.lr, args.init_scale, args.warmup),
+                    batch_size=args.batch_size, map_lr=args.map_lr, samples=args.samples, seed=args.seed)
                for prior in args.prior]
     table = run_grid(configs, lambda c: run({**c, "progress": len(configs) == 1}),
                      args.out / "svi_sparsity.csv", overwrite=args.overwrite, desc="svi_sparsity")
-    cols = ["prior", "accuracy", "nll", "ece", "accuracy_dense", "nodes_kept", "compression_ratio", "flops_ratio", "wall_time_s", "steps_per_s"]
+    cols = ["prior", "steps", "accuracy", "nll", "ece", "accuracy_dense", "nodes_kept", "compression_ratio", "flops_ratio", "wall_time_s", "steps_per_s"]
     cols += sorted(c for c in table.columns if c.startswith("nodes_kept/"))
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 4):
         print(table[[c for c in cols if c in table.columns]].to_string(index=False))
