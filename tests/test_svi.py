@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from numpyro.infer import TraceMeanField_ELBO
 from scipy import special
 
@@ -194,6 +196,18 @@ def test_bad_data_raises():
         svi(NET, priors.Gaussian(), (x, y + 0.5), num_steps=1, progress=False)
     with pytest.raises(ValueError, match="data"):
         svi(NET, priors.Gaussian(), x, num_steps=1, progress=False)
+
+
+@given(size=st.integers(1, 10**7), draws=st.integers(1, 2000))
+def test_noise_pool_size_bounds_its_cost(size, draws):
+    """The pool holds ≥ 2P normals (room for a random window) and costs per draw at most 1/16 of fresh
+    normals plus the 2P minimum spread over the chunk, never more than fresh normals beyond that minimum."""
+    from sparsebnn.infer.svi import POOL_MAX, noise_pool
+
+    n = jax.eval_shape(lambda k: noise_pool(k, 0, size, draws), jax.random.key(0)).shape[0]
+    assert n >= 2 * size
+    assert n <= max(2 * size, min(draws * size / 16 + 1, POOL_MAX))
+    assert n == 2 * size or n == POOL_MAX or abs(n - draws * size / 16) < 1
 
 
 def test_pooled_noise_is_a_window_of_the_pool():
