@@ -58,7 +58,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
@@ -283,7 +282,7 @@ def fit(config: Mapping, net, prior, train):
     warmup = max(1, round(config["kl_warmup"] * steps))
     fits = [svi(net, prior, train, likelihood="gaussian", noise=config["noise"], seed=config["seed"] * RESTART_STRIDE + r,
                 num_steps=steps, batch_size=min(config["batch"], len(train.y)), optimizer=optax.adam(schedule), hard=False,
-                kl_weight=lambda t: jnp.minimum(1.0, t / warmup),
+                kl_weight=optax.linear_schedule(0.0, 1.0, warmup),
                 num_particles=config["particles"], init_inclusion=config["init_inclusion"], chunk_size=min(2000, steps),
                 progress=False)
             for r in range(config["restarts"])]

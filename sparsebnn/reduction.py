@@ -453,7 +453,7 @@ def stochastic_bmr(
     # --- compile once (ahead of time, timed separately)
     steps = [warmup_steps] + [steps_per_round] * rounds
     chunk = math.gcd(*[s for s in steps if s], chunk_size) if any(steps) else 1
-    params = dict(guide.init_params)
+    params = {k: jnp.array(v, copy=True) for k, v in guide.init_params.items()}  # the chunk donates its state
     state = SVIState(params, jax.jit(optimizer.init)(params), jnp.zeros((), jnp.int32))
     x_dev, y_dev = jnp.asarray(x), jnp.asarray(y)
     t0 = time.perf_counter()

@@ -229,6 +229,7 @@ def test_without_pruning_it_is_exactly_svi():
     for k in ref.params:
         np.testing.assert_allclose(run.posterior.params[k], ref.params[k], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(run.posterior.losses, ref.losses, rtol=1e-4)
+    assert not any(v.is_deleted() for v in run.posterior.guide.init_params.values())  # the loop donates copies only
 
 
 @pytest.fixture(scope="module")

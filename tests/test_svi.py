@@ -240,3 +240,4 @@ def test_init_from_a_posterior_leaves_it_intact():
     post = svi(nets.mlp([3, 2]), priors.Gaussian(), data, **kw)
     svi(nets.mlp([3, 2]), priors.Gaussian(), data, init=post.params, **kw)
     assert all(np.all(np.isfinite(np.asarray(v))) for v in post.params.values())
+    assert not any(v.is_deleted() for v in post.guide.init_params.values())  # the guide's defaults survive too

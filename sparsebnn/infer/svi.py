@@ -459,7 +459,7 @@ def svi(
     sites0 = jax.jit(model.init_sites, static_argnames="n_data")(k_init, n_data=n)
     guide = MeanFieldGuide(model, x[:batch_size], y[:batch_size], n_data=n, init_values=sites0,
                            init_scale=init_scale, init_inclusion=init_inclusion, hard=hard)
-    params = dict(guide.init_params)
+    params = {k: jnp.array(v, copy=True) for k, v in guide.init_params.items()}  # the chunk donates its state
     for k, v in (init or {}).items():
         if k not in params:
             raise ValueError(f"init has parameter {k!r}, which the guide does not have")
