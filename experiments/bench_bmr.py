@@ -34,7 +34,7 @@ import pandas as pd
 from experiments._cli import parser
 from sparsebnn import data as datasets
 from sparsebnn import metrics, nets, priors
-from sparsebnn.infer.laplace import map_train
+from sparsebnn.infer import map_train
 from sparsebnn.reduction import GaussianFactors, reduce, stochastic_bmr
 from sparsebnn.results import versions, write_table
 

@@ -22,8 +22,9 @@ import optax
 
 from experiments._cli import parser, run_grid
 from sparsebnn import nets
-from sparsebnn.infer.curvature import Likelihood, curvature
-from sparsebnn.infer.laplace import neg_log_joint
+from sparsebnn.infer import curvature
+from sparsebnn.likelihood import Likelihood
+from sparsebnn.infer import neg_log_joint
 
 CURVATURES = (("diag", "ggn"), ("diag", "ef"), ("kfac", "ggn"), ("kfac", "ef"))
 
@@ -40,7 +41,7 @@ def median_seconds(fn, repeats: int) -> float:
 
 def bench(width: int, d_in: int, batch: int, repeats: int, seed: int) -> list[dict]:
     net = nets.mlp([d_in, width, width, 10])
-    lik = Likelihood("classification")
+    lik = Likelihood("categorical")
     kp, kx, ky = jax.random.split(jax.random.PRNGKey(seed), 3)
     params = net.init(kp)
     x = jax.random.normal(kx, (batch, d_in))

@@ -34,8 +34,8 @@ from experiments._cli import parser, run_grid
 from sparsebnn import data as datasets
 from sparsebnn import nets, priors
 from sparsebnn.diagnostics import diagnose
-from sparsebnn.infer.guides import model_sites
-from sparsebnn.infer.nuts import batched_sampler, to_datatree
+from sparsebnn.infer import model_sites
+from sparsebnn.infer import NUTSOptions, batched_sampler, to_datatree
 from sparsebnn.model import BNN
 
 PROBES = 5
@@ -67,8 +67,8 @@ def shared_quantities(model: BNN, samples: dict, probes) -> dict[str, np.ndarray
 def run(config: dict) -> dict:
     model, d = problem(config["seed"], config["centered"])
     x, y = d.train
-    sampler = batched_sampler(model, x, y, num_warmup=config["warmup"], num_samples=config["samples"], init="shared",
-                              target_accept=TARGET_ACCEPT)
+    options = NUTSOptions(num_warmup=config["warmup"], num_samples=config["samples"], target_accept=TARGET_ACCEPT)
+    sampler = batched_sampler(model, x, y, options, init="shared")
     keys = jax.random.split(jax.random.key(config["seed"]), config["chains"])
     t0 = time.perf_counter()
     jax.block_until_ready(sampler(keys[:1], x[None], y[None]))  # compile (and one throw-away chain)

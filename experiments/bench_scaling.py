@@ -40,11 +40,12 @@ from experiments.bench_laplace import median_seconds
 from experiments.bench_laplace import bench as laplace_bench
 from sparsebnn import data as datasets
 from sparsebnn import nets, priors
-from sparsebnn.infer.curvature import Likelihood
-from sparsebnn.infer.laplace import neg_log_joint
-from sparsebnn.infer.nuts import nuts
-from sparsebnn.infer.svi import svi
+from sparsebnn.likelihood import Likelihood
+from sparsebnn.infer import neg_log_joint
+from sparsebnn.infer import nuts
+from sparsebnn.infer import svi
 from sparsebnn.reduction import GaussianFactors, reduce
+from sparsebnn.likelihood import Likelihood
 
 N_CLASSES = 10
 N_DATA = 1024
@@ -75,7 +76,7 @@ def _steps_per_chunk(n_params: int) -> int:
 
 def adam_step_seconds(net, params, x, y, batch: int, steps: int, repeats: int) -> float:
     """Seconds per plain Adam step on the negative log joint, in ``lax.scan`` chunks of ``steps``."""
-    lik, opt, n = Likelihood("classification"), optax.adam(1e-3), x.shape[0]
+    lik, opt, n = Likelihood("categorical"), optax.adam(1e-3), x.shape[0]
     prec = jax.tree.map(jnp.ones_like, params)
 
     def step(carry, key):
@@ -118,7 +119,7 @@ def bmr_rows(net, params, repeats: int, seed: int) -> list[dict]:
 def nuts_row(width: int, seed: int, draws: int) -> dict:
     d = datasets.teacher(200, p=4, widths=(4,), active=(2,), noise=0.5, seed=seed)
     net = nets.mlp([4, width, width, 1], act="tanh")
-    post = nuts(net, priors.get("gaussian", centered=False), d, likelihood="gaussian", noise=0.5, num_warmup=draws,
+    post = nuts(net, priors.get("gaussian", centered=False), d, likelihood=Likelihood("gaussian", 0.5), num_warmup=draws,
                 num_samples=draws, num_chains=2, chain_method="sequential", seed=seed, warn=False)
     ess = post.diagnostics.min_ess_bulk
     return dict(measure="nuts", baseline="gradient per effective sample", seconds=post.wall_time / max(ess, 1e-9),

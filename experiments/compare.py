@@ -48,9 +48,10 @@ import pandas as pd
 from experiments._cli import parser, run_grid
 from experiments.svi_sparsity import make_prior, pruning_masks
 from sparsebnn import compact, metrics, nets, priors, prune
+from sparsebnn import masks as mask_lib
 from sparsebnn import data as datasets
 from sparsebnn.infer import svi
-from sparsebnn.infer.laplace import laplace, map_train, posterior_precision
+from sparsebnn.infer import laplace, map_train, posterior_precision
 from sparsebnn.results import config_key
 
 NETS = ("mlp", "lenet", "vit", "mixer")
@@ -161,7 +162,7 @@ def run(config: dict, out: Path) -> list[dict]:
         node = {k: np.asarray(v) for k, v in node.items()}
         for pruning, mask, masks in (
             ("opd-weight", prune.weight_mask(net, scores, config["opd_sparsity"]), None),
-            ("opd-node", prune.node_mask_to_weights(net, params, node), node),
+            ("opd-node", mask_lib.to_weights(net, node, like=params), node),
         ):
             pruned = prune.apply_mask(params, mask)
             outputs = np.asarray(jax.jit(net.apply)(pruned, ds.test.x))[None]

@@ -66,10 +66,11 @@ from scipy.optimize import linear_sum_assignment
 from experiments._cli import parser, run_grid
 from sparsebnn import data, nets, priors
 from sparsebnn.infer import nuts, svi
-from sparsebnn.infer.taps import tapped_apply
-from sparsebnn.nets.base import scale_nodes
-from sparsebnn.nets.wiring import consumers
+from sparsebnn.infer._taps import tapped_apply
+from sparsebnn.nets import scale_nodes
+from sparsebnn.nets import consumers
 from sparsebnn.results import ResultsStore, config_key, write_table
+from sparsebnn.likelihood import Likelihood
 from theory.contraction import Architecture, architecture, contraction_rate, hellinger, mass_outside
 
 TABLE = "contraction.csv"
@@ -273,14 +274,14 @@ def student_architecture(teacher_arch: Architecture, width: int) -> Architecture
 
 def fit(config: Mapping, net, prior, train):
     """SVI (or NUTS) of ``prior`` over ``net`` on ``train`` with the known noise sd."""
-    common = dict(likelihood="gaussian", noise=config["noise"], seed=config["seed"])
+    common = dict(likelihood=Likelihood("gaussian", config["noise"]), seed=config["seed"])
     if config["method"] == "nuts":
         return nuts(net, prior, train, num_warmup=config["warmup"], num_samples=config["samples"],
                     num_chains=config["chains"], max_tree_depth=config["tree_depth"], **common)
     steps = config["steps"]
     schedule = optax.cosine_decay_schedule(config["lr"], steps, alpha=1e-2)
     warmup = max(1, round(config["kl_warmup"] * steps))
-    fits = [svi(net, prior, train, likelihood="gaussian", noise=config["noise"], seed=config["seed"] * RESTART_STRIDE + r,
+    fits = [svi(net, prior, train, likelihood=Likelihood("gaussian", config["noise"]), seed=config["seed"] * RESTART_STRIDE + r,
                 num_steps=steps, batch_size=min(config["batch"], len(train.y)), optimizer=optax.adam(schedule), hard=False,
                 kl_weight=optax.linear_schedule(0.0, 1.0, warmup),
                 num_particles=config["particles"], init_inclusion=config["init_inclusion"], chunk_size=min(2000, steps),

@@ -32,9 +32,10 @@ from scipy import stats
 
 from experiments._cli import parser, run_grid
 from sparsebnn import nets, priors
-from sparsebnn.infer.nuts import batched_sampler
+from sparsebnn.infer import NUTSOptions, batched_sampler
 from sparsebnn.model import BNN
 from sparsebnn.results import write_table
+from sparsebnn.likelihood import Likelihood
 
 BLOCK = 25
 N_DRAWS = 99  # kept posterior draws per simulation: ranks take N_DRAWS + 1 values
@@ -50,7 +51,7 @@ def make_model(prior: str = "horseshoe") -> BNN:
         p = priors.Gaussian(scale_prior=dist.HalfNormal(1.0), centered=False)
     else:
         raise ValueError(f"prior must be 'horseshoe' or 'gaussian'; got {prior!r}")
-    return BNN(nets.mlp([1, 3, 1], act="tanh", name="sbc"), p, "gaussian", 0.3)
+    return BNN(nets.mlp([1, 3, 1], act="tanh", name="sbc"), p, Likelihood("gaussian", 0.3))
 
 
 def inputs(n: int = 12) -> np.ndarray:
@@ -111,8 +112,8 @@ def ranks_block(prior: str, seed: int, block: int, run=None, n_sims: int = BLOCK
 def sampler(model: BNN, num_warmup: int = 300, thinning: int = 2):
     """The compiled, dataset-vmapped NUTS used for every simulation."""
     x = inputs()
-    return batched_sampler(model, x, np.zeros(len(x), np.float32), num_warmup=num_warmup, num_samples=N_DRAWS,
-                           thinning=thinning)
+    return batched_sampler(model, x, np.zeros(len(x), np.float32),
+                           NUTSOptions(num_warmup=num_warmup, num_samples=N_DRAWS, thinning=thinning))
 
 
 def chi2_uniform(ranks: np.ndarray, n_ranks: int = N_DRAWS + 1, bins: int = BINS) -> tuple[float, float, np.ndarray]:

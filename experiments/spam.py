@@ -24,8 +24,9 @@ import numpy as np
 
 from experiments._cli import parser, run_grid
 from sparsebnn import data as datasets
+from sparsebnn import masks as mask_lib
 from sparsebnn import metrics, nets, prune
-from sparsebnn.infer.laplace import laplace, log_marglik
+from sparsebnn.infer import laplace, log_marglik
 
 STRUCTURES = ("map", "scalar", "layer", "node", "unit", "parameter")
 QUICK_STRUCTURES = ("map", "parameter")
@@ -83,7 +84,7 @@ def run(config: dict) -> list[dict]:
                 else:
                     sc = one_shot
                 if structured:
-                    mask = prune.node_mask_to_weights(net, params, prune.node_mask(net, sc, s))
+                    mask = mask_lib.to_weights(net, prune.node_mask(net, sc, s), like=params)
                 else:
                     mask = prune.weight_mask(net, sc, s)
                 pruned = prune.apply_mask(params, mask)

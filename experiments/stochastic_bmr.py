@@ -33,8 +33,9 @@ from experiments._cli import parser, run_grid
 from sparsebnn import data as datasets
 from sparsebnn import metrics, nets, priors
 from sparsebnn.infer import svi
-from sparsebnn.infer.laplace import map_train
-from sparsebnn.reduction import gaussian_factors, node_alive, pruned_fraction, reduce, stochastic_bmr
+from sparsebnn.infer import map_train
+from sparsebnn.masks import to_nodes
+from sparsebnn.reduction import pruned_fraction, reduce, stochastic_bmr
 
 NETS = ("mlp", "lenet", "vit", "mixer")
 METHODS = ("bmr", "bmr-bb", "bmr-node", "flat-map", "flat-ff", "tiered-hs")
@@ -67,12 +68,12 @@ def load(dataset: str, net: str, seed: int):
 def _svi_rows(post, net, test, samples, key, base):
     """Dense and one-shot-BMR rows of an SVI posterior."""
     rows = []
-    red = reduce(gaussian_factors(post), net)
+    red = reduce(post.gaussian_factors(), net)
     keep = {k: {c: np.asarray(v) for c, v in sub.items()} for k, sub in red.keep.items()}
     for reduction, masks in (("none", None), ("one-shot", keep)):
         outs = np.asarray(post.predict(test.x, key=key, n_samples=samples, masks=masks))
         row = metrics.evaluate(outs, test.y, params=post.mean_params(key, samples, masks=masks),
-                               masks=node_alive(keep, net) if masks is not None else None)
+                               masks=to_nodes(net, keep) if masks is not None else None)
         row.update(base, reduction=reduction, pruned_fraction=pruned_fraction(keep, net) if masks is not None else 0.0)
         rows.append(row)
     return rows

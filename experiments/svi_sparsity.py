@@ -54,7 +54,7 @@ from experiments._cli import parser, run_grid
 from sparsebnn import compact, metrics, nets, priors
 from sparsebnn import data as datasets
 from sparsebnn.infer import svi
-from sparsebnn.infer.laplace import map_train
+from sparsebnn.infer import map_train
 
 PRIORS = ("map", "gaussian", "horseshoe", "ss-ig", "ss-gl", "ss-ghs")
 DEFAULTS = {"steps": 12000, "lr": 5e-3, "init_scale": 1e-2}

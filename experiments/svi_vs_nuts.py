@@ -51,8 +51,8 @@ from sparsebnn import data as datasets
 from sparsebnn import metrics, nets, priors
 from sparsebnn.diagnostics import DiagnosticsWarning
 from sparsebnn.infer import svi
-from sparsebnn.infer.guides import model_sites
-from sparsebnn.infer.nuts import nuts
+from sparsebnn.infer import model_sites
+from sparsebnn.infer import nuts
 from sparsebnn.results import ResultsStore
 
 PRIORS = ("gaussian", "horseshoe", "ss-ig", "ss-gl", "ss-ghs")
@@ -281,7 +281,7 @@ def _band_rows(post_nuts, svi_params, d) -> list[dict]:
     x = d.train.x[:, 0]
     t = np.linspace(x.min() - 0.75, x.max() + 0.75, 150).astype(np.float32)
     rows = []
-    for method, out in (("nuts", post_nuts.predict(t[:, None])), ("svi", _apply(post_nuts.net, svi_params, t[:, None]))):
+    for method, out in (("nuts", post_nuts.predict(t[:, None], n_samples=None)), ("svi", _apply(post_nuts.net, svi_params, t[:, None]))):
         f = np.asarray(out, np.float64)[..., 0]
         q05, q95 = mixture_quantiles(f, NOISE, 0.05), mixture_quantiles(f, NOISE, 0.95)
         rows += [dict(kind=method, x=float(t[i]), mean=float(f[:, i].mean()), lo=float(q05[i]), hi=float(q95[i]))
@@ -345,7 +345,7 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
 
     # predictive agreement and scores on the test split
     xt, yt = d.test
-    out_nuts = post_nuts.predict(xt)
+    out_nuts = post_nuts.predict(xt, n_samples=None)
     svi_params = jax.jit(jax.vmap(lambda s: post_svi.model.params(s, len(x))))(svi_sites)
     out_svi = _apply(net, svi_params, xt)
     row.update(predictive_agreement(task, out_nuts, out_svi, noise))
@@ -353,7 +353,7 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
     row.update({f"svi_{k}": v for k, v in _scores(task, out_svi, yt, noise).items()})
 
     # marginal moments: effective weights, log scales
-    p_nuts = post_nuts.sample_params()
+    p_nuts = post_nuts.sample_params(n=None)
     w_nuts, w_svi = _flat(p_nuts), _flat(svi_params)
     row["weight_mean_gap"], row["weight_sd_ratio"] = moment_gaps(w_nuts, w_svi)
     scales = _positive_sites(post_nuts.model, x, y)

@@ -1,6 +1,7 @@
 """sparsebnn: Bayesian sparsification of neural networks.
 
 Submodules are imported on first use: ``from sparsebnn import bmr, nets, priors, infer, metrics, data``.
+The method notes behind them are in ``docs/`` (index: ``docs/README.md``).
 """
 
 import importlib
@@ -11,7 +12,8 @@ import numpyro  # noqa: F401
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bmr", "nets", "priors", "infer", "metrics", "data", "model", "prune", "compact", "results")
+_SUBMODULES = ("bmr", "compact", "data", "diagnostics", "infer", "likelihood", "masks", "metrics", "model", "nets",
+               "posterior", "priors", "prune", "reduction", "results", "sites")
 
 
 def __getattr__(name):

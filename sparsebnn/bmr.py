@@ -47,7 +47,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jax.scipy.special import digamma
 
-from sparsebnn.nets.base import Layer, Params, node_groups
+from sparsebnn.nets import Layer, Params, node_groups
 
 PyTree = Any
 

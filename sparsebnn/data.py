@@ -509,6 +509,82 @@ def load(name: str, **kwargs) -> Dataset:
     return loader(**kwargs)
 
 
+# ----------------------------------------------------------------------------- what an engine trains on
+
+
+class Training(NamedTuple):
+    """The checked data an inference engine is given: training arrays, likelihood, optional val/test splits."""
+
+    x: np.ndarray
+    y: np.ndarray
+    likelihood: Any  # sparsebnn.likelihood.Likelihood
+    val: Split | None = None
+    test: Split | None = None
+
+
+def _checked(data, net, lik, what: str) -> Split:
+    """``(x, y)`` of one split checked against the network and likelihood (host arrays)."""
+    try:
+        x, y = data
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be an (x, y) pair, a sparsebnn.data.Split or Dataset; "
+                         f"got {type(data).__name__}") from None
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"{what}: x must have shape (n, *features) with n >= 1; got {x.shape}")
+    if int(np.prod(x.shape[1:])) != int(np.prod(net.in_shape)):
+        raise ValueError(f"{what}: x must have shape (n, *{net.in_shape}) for network {net.name!r}; got {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{what}: x contains {np.size(x) - np.isfinite(x).sum()} NaN/inf values")
+    n = x.shape[0]
+    if lik.kind == "categorical":
+        if y.shape != (n,):
+            raise ValueError(f"{what}: y must have shape ({n},) to match x; got {y.shape}")
+        if not _integer_valued(y):
+            raise ValueError(f"{what}: a categorical likelihood needs integer class labels y; got dtype {y.dtype}"
+                             + ("" if np.all(np.isfinite(y)) else " with NaN/inf values"))
+        if y.min() < 0 or y.max() >= net.out_dim:
+            raise ValueError(f"{what}: class labels must lie in [0, {net.out_dim}) for a network with {net.out_dim} "
+                             f"outputs; found labels in [{y.min():g}, {y.max():g}]")
+        return Split(x, y.astype(np.int32))
+    if y.shape not in ((n,), (n, net.out_dim)):
+        raise ValueError(f"{what}: y must have shape ({n},) or ({n}, {net.out_dim}) to match x; got {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"{what}: y contains {np.size(y) - np.isfinite(y).sum()} NaN/inf values")
+    return Split(x, y.astype(x.dtype))
+
+
+def as_training(data, net, likelihood=None, *, val=None, test=None) -> Training:
+    """The one data check of every entry point (``svi``, ``nuts``, ``laplace``, ``stochastic_bmr``, pruning scores).
+
+    Args:
+      data: a :class:`Dataset` (its train split; its val / test splits are the defaults of ``val`` /
+        ``test``, its task the default likelihood), a :class:`Split` or an ``(x, y)`` pair.
+      net: the network the data must fit (``x`` ``(n, *net.in_shape)``; labels in ``[0, net.out_dim)``).
+      likelihood: a :class:`sparsebnn.likelihood.Likelihood` or ``"categorical"``; default from the
+        Dataset's task, else categorical.
+      val, test: optional extra splits, checked the same way (an empty split counts as none).
+
+    Returns a :class:`Training` of host arrays: ``x`` floating, ``y`` int32 labels or targets of ``x``'s dtype.
+    Raises ValueError naming what is wrong (shape, NaN/inf, non-integer or out-of-range labels).
+    """
+    from sparsebnn.likelihood import as_likelihood
+
+    if isinstance(data, Dataset):
+        default = "categorical" if data.task == "classification" else "gaussian"
+        likelihood = as_likelihood(likelihood, default)
+        val = data.val if val is None else val
+        test = data.test if test is None else test
+        data = data.train
+    lik = as_likelihood(likelihood)
+    x, y = _checked(data, net, lik, "data")
+    extra = {name: None if split is None or len(split[0]) == 0 else _checked(split, net, lik, name)
+             for name, split in (("val", val), ("test", test))}
+    return Training(x, y, lik, **extra)
+
+
 # ----------------------------------------------------------------------------- batching
 
 
@@ -545,6 +621,6 @@ def epoch_indices(key: jax.Array, n: int, batch_size: int) -> jax.Array:
 
 __all__ = [
     "CIFAR_TRAIN_BATCHES", "DEFAULT_DATA_DIR", "ENV_VAR", "LOADERS", "STANDARDIZE", "Dataset", "Split",
-    "Teacher", "batch_indices", "batches", "breast_cancer", "cifar10", "digits", "epoch_indices",
+    "Teacher", "Training", "as_training", "batch_indices", "batches", "breast_cancer", "cifar10", "digits", "epoch_indices",
     "fashion_mnist", "from_arrays", "load", "mnist", "read_idx", "resolve_data_dir", "teacher",
 ]

@@ -1,10 +1,11 @@
 """The Bayesian neural network as one ordinary NumPyro model: network + prior + likelihood.
 
     model = BNN(net, prior)                 # categorical likelihood on logits
+    model = BNN(net, prior, Likelihood("gaussian", noise=0.3))
     model(x, y)                             # a NumPyro model: trace, condition, SVI, NUTS, ...
     model(xb, yb, n_data=N)                 # a minibatch: the likelihood is scaled by N / batch
 
-Sites: the prior's (see :mod:`sparsebnn.priors.base`), ``"noise"`` (a learned Gaussian noise sd),
+Sites: the prior's (named by :mod:`sparsebnn.sites`), ``"noise"`` (a learned Gaussian noise sd),
 ``"f"`` (deterministic network outputs) and the observed ``"y"`` inside ``plate("data")``.
 """
 
@@ -21,42 +22,32 @@ import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.infer.initialization import init_to_median
 
-from sparsebnn.nets.base import Network, Params
-from sparsebnn.priors.base import DECENTERED, Prior, leaf_names, weight_site_path
-
-LIKELIHOODS = ("categorical", "gaussian")
+from sparsebnn import sites
+from sparsebnn.likelihood import Likelihood, as_likelihood
+from sparsebnn.nets import Network, Params
+from sparsebnn.priors import Prior
 
 
 @dataclasses.dataclass(frozen=True)
 class BNN:
-    """``y ~ Categorical(logits = net(x; w))`` or ``y ~ N(net(x; w), σ²)``, ``w ~ prior``.
+    """``y ~ p(y | f = net(x; w))`` (:class:`~sparsebnn.likelihood.Likelihood`), ``w ~ prior``.
 
-    ``noise`` (Gaussian likelihood only): a float for a known σ, or a positive NumPyro
-    distribution for a learned σ (site ``"noise"``).
+    ``likelihood``: a :class:`~sparsebnn.likelihood.Likelihood` or ``"categorical"`` (default).
     """
 
     net: Network
     prior: Prior
-    likelihood: str = "categorical"
-    noise: float | dist.Distribution | None = None
+    likelihood: Likelihood | str = "categorical"
 
     def __post_init__(self):
         if not isinstance(self.net, Network):
             raise ValueError(f"net must be a sparsebnn.nets.Network; got {type(self.net).__name__}")
         if not isinstance(self.prior, Prior):
             raise ValueError(f"prior must be a sparsebnn.priors.Prior; got {type(self.prior).__name__}")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}; got {self.likelihood!r}")
-        if self.likelihood == "categorical":
-            if self.noise is not None:
-                raise ValueError("noise applies to the gaussian likelihood only")
-            if self.net.out_dim < 2:
-                raise ValueError(f"a categorical likelihood needs out_dim >= 2; the network has {self.net.out_dim}")
-        elif isinstance(self.noise, dist.Distribution):
-            if self.noise.support is not dist.constraints.positive or self.noise.batch_shape:
-                raise ValueError("noise as a distribution must be a scalar prior on the positive reals")
-        elif self.noise is None or not np.isfinite(self.noise) or self.noise <= 0:
-            raise ValueError(f"the gaussian likelihood needs noise: a positive sd or a prior on it; got {self.noise!r}")
+        lik = as_likelihood(self.likelihood)
+        object.__setattr__(self, "likelihood", lik)
+        if lik.kind == "categorical" and self.net.out_dim < 2:
+            raise ValueError(f"a categorical likelihood needs out_dim >= 2; the network has {self.net.out_dim}")
 
     def __call__(self, x, y=None, n_data: int | None = None):
         """The model. ``x`` ``(batch, *in_shape)``; ``y`` labels ``(batch,)`` or targets ``(batch,)`` /
@@ -67,13 +58,10 @@ class BNN:
             raise ValueError(f"n_data ({n}) must be >= the batch size ({batch})")
         params = self.prior(self.net, n)
         f = numpyro.deterministic("f", self.net.apply(params, x))
-        if self.likelihood == "categorical":
-            fn = dist.Categorical(logits=f)
-        else:
-            sd = numpyro.sample("noise", self.noise) if isinstance(self.noise, dist.Distribution) else self.noise
-            fn = dist.Normal(f[..., 0], sd) if self.net.out_dim == 1 else dist.Normal(f, sd).to_event(1)
+        lik = self.likelihood
+        sd = numpyro.sample("noise", lik.noise) if lik.learned else None
         with numpyro.plate("data", batch), handlers.scale(scale=n / batch):
-            return numpyro.sample("y", fn, obs=y)
+            return numpyro.sample("y", lik.distribution(f, sd), obs=y)
 
     def check_data(self, x, y=None) -> int:
         """The batch size; ValueError when ``x`` / ``y`` do not fit the network and likelihood."""
@@ -82,7 +70,7 @@ class BNN:
             raise ValueError(f"x must have shape (batch, *{self.net.in_shape}); got {shape}")
         if y is not None:
             ys = tuple(np.shape(y))
-            ok = ys == shape[:1] or (self.likelihood == "gaussian" and ys == (shape[0], self.net.out_dim))
+            ok = ys == shape[:1] or (self.likelihood.kind == "gaussian" and ys == (shape[0], self.net.out_dim))
             if not ok:
                 raise ValueError(f"y must have shape ({shape[0]},) to match x; got {ys}")
         return shape[0]
@@ -110,13 +98,13 @@ class BNN:
         """
         k_init, k_med = jax.random.split(key)
         params = self.net.init(k_init) if params is None else params
-        names = leaf_names(params)
+        names = sites.leaf_names(params)
         median = init_to_median(num_samples=15)
 
         def start(site):
             if site["type"] != "sample" or site["is_observed"]:
                 return None
-            if weight_site_path(site["name"], names) is not None:
+            if sites.weight_path(site["name"], names) is not None:
                 return jnp.ones(site["fn"].shape())
             if site["fn"].support is dist.constraints.boolean:
                 return jnp.ones(site["fn"].shape())
@@ -129,11 +117,11 @@ class BNN:
             unit = fn(self.net, n_data)  # effective weights at ε = 1: the prior scale of each weight
         values = {k: s["value"] for k, s in tr.items() if s["type"] == "sample"}
         for name in values:
-            path = weight_site_path(name, names)
+            path = sites.weight_path(name, names)
             if path is None:
                 continue
             target = _get(params, path)
-            if name.endswith(DECENTERED):
+            if sites.is_decentered(name):
                 scale = _get(unit, path)
                 values[name] = jnp.where(scale != 0, target / jnp.where(scale != 0, scale, 1.0), 0.0)
             else:
@@ -156,4 +144,4 @@ def _get(tree, path):
     return tree
 
 
-__all__ = ["BNN", "LIKELIHOODS"]
+__all__ = ["BNN"]

@@ -25,7 +25,7 @@ included); parameters outside layers are never pruned. **Structured** masks (:fu
 sum scores over each node's incoming group ``(w[..., j], b[j])`` (``nets.node_groups``) and drop
 the ``round(s · n_nodes)`` lowest nodes of every prunable layer (at least one node is kept; the
 output layer's nodes are never pruned). Node masks are ``{layer: bool (n_nodes,)}``, the form the
-compaction module consumes; :func:`node_mask_to_weights` turns them into weight masks.
+compaction module consumes; :func:`sparsebnn.masks.to_weights` turns them into weight masks.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .infer.curvature import Likelihood, as_likelihood, check_data
-from .infer.laplace import LaplacePosterior, map_train, posterior_precision
-from .nets.base import Network, Params, node_groups, scale_nodes
+from sparsebnn.data import as_training
+from sparsebnn.infer import LaplacePosterior, map_train, posterior_precision
+from sparsebnn.likelihood import Likelihood
+from sparsebnn.nets import Network, Params, node_groups
 
 SPARSITIES = (0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 CRITERIA = ("opd", "magnitude", "random", "snip", "grasp", "synflow")
@@ -69,7 +70,7 @@ def random(key: jax.Array, params: Params) -> Params:
 
 def _nll(net, lik, temperature, params, x, y):
     f = net.apply(params, x)
-    return -jnp.mean(lik.log_prob(f / temperature if lik.kind == "classification" else f, y))
+    return -jnp.mean(lik.log_prob(f / temperature if lik.kind == "categorical" else f, y))
 
 
 @partial(jax.jit, static_argnames=("net", "lik"))
@@ -86,22 +87,21 @@ def _grasp(net, lik, temperature, params, x, y):
     return jax.tree.map(jnp.multiply, params, hg)
 
 
-def snip(net: Network, params: Params, data, likelihood: str | Likelihood = "classification", sigma_noise: float = 1.0) -> Params:
+def snip(net: Network, params: Params, data, likelihood: Likelihood | str | None = None) -> Params:
     """SNIP ``|g ⊙ θ|`` with ``g = ∇_θ`` of the mean negative log-likelihood on ``data = (x, y)``."""
-    lik = as_likelihood(likelihood, sigma_noise)
-    return _snip(net, lik, params, *check_data(net, *data, lik))
+    tr = as_training(data, net, likelihood)
+    return _snip(net, tr.likelihood, params, jnp.asarray(tr.x), jnp.asarray(tr.y))
 
 
 def grasp(
-    net: Network, params: Params, data, likelihood: str | Likelihood = "classification", temperature: float = 200.0,
-    sigma_noise: float = 1.0,
+    net: Network, params: Params, data, likelihood: Likelihood | str | None = None, temperature: float = 200.0,
 ) -> Params:
     """GraSP ``θ ⊙ Hg`` (prune the lowest), ``g`` and ``H`` of the mean NLL of ``data`` with the logits
     divided by ``temperature`` (200 in Wang et al.'s code; regression ignores it)."""
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0; got {temperature}")
-    lik = as_likelihood(likelihood, sigma_noise)
-    return _grasp(net, lik, float(temperature), params, *check_data(net, *data, lik))
+    tr = as_training(data, net, likelihood)
+    return _grasp(net, tr.likelihood, float(temperature), params, jnp.asarray(tr.x), jnp.asarray(tr.y))
 
 
 @partial(jax.jit, static_argnames=("net", "n_iter", "iterative"))
@@ -149,10 +149,9 @@ def scores(
     *,
     posterior: LaplacePosterior | None = None,
     data=None,
-    likelihood: str | Likelihood = "classification",
+    likelihood: Likelihood | str | None = None,
     key: jax.Array | None = None,
     sparsity: float | None = None,
-    sigma_noise: float = 1.0,
 ) -> Params:
     """Scores by name (:data:`CRITERIA`): ``opd`` needs ``posterior`` (its MAP must be ``params``),
     ``snip``/``grasp`` need ``data = (x, y)``, ``random`` needs ``key``; ``synflow`` iterates to ``sparsity`` if given."""
@@ -172,7 +171,7 @@ def scores(
         if data is None:
             raise ValueError(f"criterion {criterion!r} needs data=(x, y)")
         fn = snip if criterion == "snip" else grasp
-        return fn(net, params, data, likelihood, sigma_noise=sigma_noise)
+        return fn(net, params, data, likelihood)
     return synflow(net, params, sparsity)
 
 
@@ -247,18 +246,6 @@ def node_mask(net: Network, scores_: Params, sparsity: float) -> dict[str, jax.A
     return out
 
 
-def node_mask_to_weights(net: Network, params: Params, masks: dict[str, jax.Array]) -> Params:
-    """The weight mask (bool, like params) that zeroes every dropped node's incoming group."""
-    for name, m in masks.items():
-        layer = net.layer(name)
-        if not layer.prunable:
-            raise ValueError(f"layer {name!r} is the output layer: its nodes are never pruned")
-        if jnp.shape(m) != (layer.n_nodes,):
-            raise ValueError(f"node mask of layer {name!r} must have shape ({layer.n_nodes},); got {jnp.shape(m)}")
-    ones = jax.tree.map(jnp.ones_like, params)
-    return jax.tree.map(lambda t: t > 0, scale_nodes(ones, {k: jnp.asarray(m, ones[k]["b"].dtype) for k, m in masks.items()}))
-
-
 def masks_at(net: Network, scores_: Params, sparsities: Sequence[float] = SPARSITIES, structured: bool = False) -> dict:
     """``{s: mask}`` over a sparsity grid: weight masks, or node masks when ``structured``."""
     fn = node_mask if structured else weight_mask
@@ -276,19 +263,18 @@ def finetune(
     params: Params,
     mask: Params,
     train,
-    likelihood: str | Likelihood = "classification",
+    likelihood: Likelihood | str | None = None,
     *,
     epochs: int = 5,
     batch_size: int = 128,
     lr: float = 1e-3,
     prior_prec: float | Params = 0.0,
     seed: int = 0,
-    sigma_noise: float = 1.0,
 ) -> Params:
     """Masked Adam fine-tuning after pruning: pruned entries stay exactly zero."""
     _same_tree(mask, params, "mask")
     out, _ = map_train(
         net, params, train, likelihood, prior_prec=prior_prec, epochs=epochs, batch_size=batch_size, lr=lr,
-        seed=seed, mask=mask, sigma_noise=sigma_noise,
+        seed=seed, mask=mask,
     )
     return out

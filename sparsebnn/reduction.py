@@ -4,7 +4,7 @@ Both act on a mean-field Gaussian over the weights and biases of the network's l
 :class:`GaussianFactors` ``(mean, var, prior_var)`` shaped ``{layer: {"w", "b"}}``, where
 ``prior_var`` is the full model's prior variance of each coordinate and **0 marks a coordinate
 already at the spike** (fixed at 0). For every coordinate still free, ΔF of moving it to the spike
-is the Savage–Dickey ratio (DESIGN.md §1, :func:`sparsebnn.bmr.delta_f`)
+is the Savage–Dickey ratio (``docs/bmr.md``, :func:`sparsebnn.bmr.delta_f`)
 
     ΔF_i = ln q_i(0) − ln p_i(0) = −½ ln(s_i² / s0_i²) − μ_i² / (2 s_i²),
 
@@ -20,19 +20,19 @@ or ``level="node"`` to the nodes of every node-prunable layer (``layer.prunable`
 undone. The reduced posterior is exact under mean field: pruned coordinates become ``N(0, 0)``, the
 rest keep their factor (:func:`sparsebnn.bmr.reduced_posterior`).
 
-:func:`gaussian_factors` reads the factors off any Gaussian posterior of the suite: mean-field SVI
-(:class:`~sparsebnn.infer.SVIPosterior`), the Gaussian fitted to NUTS draws
-(:class:`~sparsebnn.infer.NUTSPosterior`) and the Laplace approximation
-(:class:`~sparsebnn.infer.LaplacePosterior`, diagonal of ``(H + P_h)⁻¹``, prior ``1/P_h``).
-For non-centred priors (the horseshoe) the coordinates are the ``ε`` of ``w = scale · ε`` with
-prior ``N(0, 1)``: ``ε = 0`` exactly when ``w = 0``.
+Every posterior of the suite gives its factors: ``posterior.gaussian_factors()``
+(:class:`sparsebnn.posterior.Posterior`): mean-field SVI, the Gaussian fitted to NUTS draws, and the
+Laplace approximation (diagonal of ``(H + P_h)⁻¹``, prior ``1/P_h``). For non-centred priors (the
+horseshoe) the coordinates are the ``ε`` of ``w = scale · ε`` with prior ``N(0, 1)``: ``ε = 0``
+exactly when ``w = 0``.
 
 :func:`stochastic_bmr` is iterative ("stochastic") BMR (Marković et al. 2023): mean-field SVI
 under a Gaussian prior for ``warmup_steps``, then ``rounds`` of {prune with :func:`reduce` → the
 pruned weights' prior becomes the spike (variance 0: weight fixed at 0) → ``steps_per_round``
 more SVI steps, optimiser state kept}, recording accuracy, NLL, ECE and the pruned fraction on a
-test set after every round. The spike mask is a runtime argument of one compiled training step, so
-the whole schedule compiles once.
+test set after every round. It is SVI (:func:`sparsebnn.infer.mean_field_svi`) under the shared
+driver with a pruning callback at the end of every round; the spike mask is the state's ``aux``, a
+runtime argument of one compiled training step, so the whole schedule compiles once.
 """
 
 from __future__ import annotations
@@ -42,41 +42,27 @@ import functools
 import math
 import time
 from collections.abc import Mapping
-from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from numpyro.infer import TraceMeanField_ELBO
-from tqdm.auto import tqdm
 
 from sparsebnn import bmr, metrics
-from sparsebnn.infer.guides import MeanFieldGuide
-from sparsebnn.infer.svi import SVIPosterior, SVIState, fixed_prior_variances, training_chunk
+from sparsebnn.infer import Log, Pool, SVIPosterior, mean_field_svi, run_steps
+from sparsebnn.infer._inputs import model_and_data
+from sparsebnn.infer._svi import positive_int, setup
+from sparsebnn.masks import to_nodes
 from sparsebnn.model import BNN
-from sparsebnn.nets.base import Network, Params, node_groups
+from sparsebnn.nets import Network, Params, node_groups
+from sparsebnn.posterior import GaussianFactors, spike_delta_f
 from sparsebnn.priors import Gaussian, Prior, param_shapes
 
 RULES = ("threshold", "beta_bernoulli")
 LEVELS = ("weight", "node")
 
-__all__ = [
-    "LEVELS", "RULES", "GaussianFactors", "Reduction", "StochasticBMR", "gaussian_factors", "node_alive",
-    "pruned_fraction", "reduce", "stochastic_bmr",
-]
-
-
-class GaussianFactors(NamedTuple):
-    """A mean-field Gaussian posterior ``N(mean, var)`` and its prior ``N(0, prior_var)`` (0 = at the spike).
-
-    Each field is ``{layer: {"w", "b"}}`` over the network's layers (shapes of their params).
-    """
-
-    mean: Params
-    var: Params
-    prior_var: Params
+__all__ = ["LEVELS", "RULES", "Reduction", "StochasticBMR", "pruned_fraction", "reduce", "stochastic_bmr"]
 
 
 class Reduction(NamedTuple):
@@ -145,35 +131,16 @@ def _check_factors(factors: GaussianFactors, net: Network) -> None:
 # ----------------------------------------------------------------------------- the reduction
 
 
-def node_alive(keep: Params, net: Network) -> dict:
-    """``{layer: (n_nodes,) bool}`` for the node-prunable layers: any entry of the node's incoming group kept.
-
-    NumPy in, NumPy out (no compilation); JAX arrays work too (inside ``jit``).
-    """
-    out = {}
-    for layer in net.prunable_layers:
-        k = keep[layer.name]
-        out[layer.name] = k["w"].reshape(-1, layer.n_nodes).any(axis=0) | k["b"]
-    return out
-
-
 def _decide(df, spike, rule: str, margin, n_iter: int):
     """Keep mask of one layer (a pytree of ΔF): never revives a spike."""
     limit = margin if rule == "threshold" else bmr.beta_bernoulli_zeta_spiked(df, spike, n_iter)
     return jax.tree_util.tree_map(lambda d, s: (d <= limit) & ~s, df, spike)
 
 
-def _spike_delta_f(mean, var, prior_var, spike):
-    """:func:`sparsebnn.bmr.spike_delta_f` (Savage–Dickey); 0 where ``spike`` (``prior_var == 0``: already there)."""
-    safe = jax.tree_util.tree_map(lambda s, v: jnp.where(s, jnp.ones_like(v), v), spike, prior_var)
-    df = bmr.spike_delta_f(mean, var, safe)
-    return jax.tree_util.tree_map(lambda s, d: jnp.where(s, jnp.zeros_like(d), d), spike, df)
-
-
-@partial(jax.jit, static_argnames=("net", "rule", "level", "n_iter"))
+@functools.partial(jax.jit, static_argnames=("net", "rule", "level", "n_iter"))
 def _reduce(mean, var, prior_var, margin, *, net: Network, rule: str, level: str, n_iter: int):
     spike = jax.tree_util.tree_map(lambda v: v == 0, prior_var)
-    df = _spike_delta_f(mean, var, prior_var, spike)
+    df = spike_delta_f(GaussianFactors(mean, var, prior_var))
     keep = jax.tree_util.tree_map(jnp.logical_not, spike)
     output = net.layers[-1].name
     if level == "weight":
@@ -189,7 +156,7 @@ def _reduce(mean, var, prior_var, margin, *, net: Network, rule: str, level: str
     # Mean field: a spike replaces the factor by N(0, 0); every other factor is unchanged (bmr.reduced_posterior).
     red_mean = jax.tree_util.tree_map(lambda k, m: jnp.where(k, m, 0.0), keep, mean)
     red_var = jax.tree_util.tree_map(lambda k, v: jnp.where(k, v, 0.0), keep, var)
-    return Reduction(keep, node_alive(keep, net), df, red_mean, red_var)
+    return Reduction(keep, to_nodes(net, keep), df, red_mean, red_var)
 
 
 def reduce(factors: GaussianFactors, net: Network, *, rule: str = "threshold", level: str = "weight",
@@ -221,58 +188,6 @@ def pruned_fraction(keep: Params, net: Network) -> float:
     return float(sum((~x.astype(bool)).sum() for x in leaves) / total) if total else 0.0
 
 
-# ----------------------------------------------------------------------------- posteriors → factors
-
-
-def _site_factors(net: Network, prior: Prior, normal: Mapping) -> GaussianFactors:
-    """Factors of the weight sites of an SVI or NUTS posterior (centred ``w`` or non-centred ``ε``)."""
-    prior_var = fixed_prior_variances(prior, net)
-    shapes = param_shapes(net)
-    mean, var, pv = {}, {}, {}
-    for layer in net.layers:
-        mean[layer.name], var[layer.name], pv[layer.name] = {}, {}, {}
-        for k in ("w", "b"):
-            site, v0 = prior_var(layer.name, k)
-            if site not in normal:
-                raise ValueError(f"the posterior has no Gaussian factor for site {site!r}")
-            mu, sd = normal[site]
-            shape = tuple(shapes[layer.name][k].shape)
-            mean[layer.name][k] = jnp.asarray(mu)
-            var[layer.name][k] = jnp.asarray(sd) ** 2
-            pv[layer.name][k] = jnp.broadcast_to(jnp.asarray(v0, var[layer.name][k].dtype), shape)
-    return GaussianFactors(mean, var, pv)
-
-
-def gaussian_factors(posterior, net: Network | None = None) -> GaussianFactors:
-    """:class:`GaussianFactors` of an SVI, NUTS (Gaussian fitted to the draws) or Laplace posterior.
-
-    SVI/NUTS need a fixed Gaussian prior on the weight sites (``priors.Gaussian`` without a scale
-    hyperprior, or any non-centred prior); their spikes (prior variance 0) carry over. A
-    :class:`~sparsebnn.infer.LaplacePosterior` needs ``net``: mean = MAP, var = diagonal of
-    ``(H + P_h)⁻¹``, prior_var = ``1/P_h``.
-    """
-    from sparsebnn.infer.laplace import LaplacePosterior, marginal_variance
-
-    if isinstance(posterior, LaplacePosterior):
-        if not isinstance(net, Network):
-            raise ValueError("net: a LaplacePosterior does not record its network; pass net=")
-        names = [layer.name for layer in net.layers]
-        missing = [n for n in names if n not in posterior.params]
-        if missing:
-            raise ValueError(f"net: the Laplace posterior has no parameters for layers {missing}")
-        var = marginal_variance(posterior)
-        prec = posterior.prior.precision(posterior.params)
-        pick = lambda tree: {n: {"w": tree[n]["w"], "b": tree[n]["b"]} for n in names}  # noqa: E731
-        return GaussianFactors(pick(posterior.params), pick(var), jax.tree_util.tree_map(lambda p: 1.0 / p, pick(prec)))
-    if hasattr(posterior, "normal_factors") and hasattr(posterior, "prior") and hasattr(posterior, "net"):
-        if net is not None and net is not posterior.net:
-            raise ValueError("net: differs from the posterior's own network")
-        return _site_factors(posterior.net, posterior.prior, posterior.normal_factors())
-    raise ValueError(
-        f"posterior must be an SVIPosterior, NUTSPosterior or LaplacePosterior; got {type(posterior).__name__}"
-    )
-
-
 # ----------------------------------------------------------------------------- iterative (stochastic) BMR
 
 
@@ -294,35 +209,7 @@ class StochasticBMR:
 
     @property
     def node_keep(self) -> dict[str, np.ndarray]:
-        return node_alive(self.keep, self.posterior.net)
-
-
-def _train_arrays(data, likelihood):
-    """``(x, y)``, the likelihood and a default test split from a Dataset or an ``(x, y)`` pair."""
-    test = None
-    if hasattr(data, "train") and hasattr(data, "task"):
-        likelihood = likelihood or ("categorical" if data.task == "classification" else "gaussian")
-        test = data.test
-        data = data.train
-    likelihood = likelihood or "categorical"
-    try:
-        x, y = data
-    except (TypeError, ValueError):
-        raise ValueError(f"data must be a sparsebnn.data.Dataset or an (x, y) pair; got {type(data).__name__}") from None
-    x, y = np.asarray(x), np.asarray(y)
-    if x.ndim < 2 or len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"data: x must be (n, features...) and y (n,); got {x.shape} and {y.shape}")
-    if not np.all(np.isfinite(x)) or (np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y))):
-        raise ValueError("data contains NaN or inf values")
-    if likelihood == "categorical":
-        y = y.astype(np.int32)
-    return (x, y), likelihood, test
-
-
-def _positive_int(name, v, allow_zero=False):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if allow_zero else 1):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer; got {v!r}")
-    return int(v)
+        return to_nodes(self.posterior.net, self.keep)
 
 
 def stochastic_bmr(
@@ -339,8 +226,7 @@ def stochastic_bmr(
     rounds: int = 10,
     iterative: bool = True,
     test=None,
-    likelihood: str | None = None,
-    noise: float | None = None,
+    likelihood=None,
     batch_size: int = 128,
     optimizer: optax.GradientTransformation | None = None,
     init_scale: float = 1e-2,
@@ -351,27 +237,33 @@ def stochastic_bmr(
 ) -> StochasticBMR:
     """Iterative ("stochastic") BMR: SVI, then ``rounds`` of {prune → spike prior → more SVI} (module docstring).
 
-    ``prior``: a :class:`~sparsebnn.priors.Gaussian` without scale hyperprior (default ``Gaussian(1.0)``;
-    per-weight ``variance`` allowed, its zeros are spikes from the start). ``rule``, ``level``,
-    ``margin``, ``n_iter``: as in :func:`reduce`. With ``iterative=False`` nothing is pruned during
-    training and each round reports the one-shot post-hoc reduction of the current posterior instead;
-    any prior with Gaussian weight sites works then (e.g. the non-centred tiered horseshoe).
-    ``data``: a ``Dataset`` (train split; its test split is the default ``test``) or ``(x, y)``.
-    ``optimizer`` defaults to ``optax.adam(1e-3)`` (its state carries over between rounds); minibatches
-    of ``batch_size`` are drawn on the device from ``fold_in(key(seed), step)``. Every history row has
-    ``round``, ``step``, ``train_time`` (cumulative seconds of SVI steps and pruning passes, compilation
-    and evaluation excluded), ``loss`` (mean −ELBO/N of the round's last chunk), ``pruned_fraction``
-    (:func:`pruned_fraction`) and, given a test set, the :func:`sparsebnn.metrics.evaluate` metrics
-    of ``eval_samples`` posterior draws of the pruned network.
+    Args:
+      net: the network.
+      data: a :class:`~sparsebnn.data.Dataset` (train split; its test split is the default ``test``) or ``(x, y)``.
+      prior: a :class:`~sparsebnn.priors.Gaussian` without scale hyperprior (default ``Gaussian(1.0)``;
+        per-weight ``variance`` allowed, its zeros are spikes from the start). With ``iterative=False`` any
+        prior BMR applies to (e.g. the non-centred tiered horseshoe).
+      rule, level, margin, n_iter: as in :func:`reduce`.
+      warmup_steps, steps_per_round, rounds: the schedule (round 0 ends the warm-up).
+      iterative: False prunes nothing during training; each round then reports the one-shot reduction.
+      test: ``(x, y)`` evaluated after every round with ``eval_samples`` posterior draws of the pruned network.
+      likelihood: as in :func:`sparsebnn.infer.svi`.
+      batch_size, optimizer, init_scale, chunk_size, seed, progress: as in :func:`sparsebnn.infer.svi`
+        (``optimizer`` default ``optax.adam(1e-3)``; its state carries over between rounds).
+
+    Every history row has ``round``, ``step``, ``train_time`` (cumulative seconds of SVI steps and pruning
+    passes, compilation and evaluation excluded), ``loss`` (mean loss of the round's last chunk),
+    ``pruned_fraction`` (:func:`pruned_fraction`) and, given a test set, the
+    :func:`sparsebnn.metrics.evaluate` metrics.
     """
     _check_choice("rule", rule, RULES)
     _check_choice("level", level, LEVELS)
-    warmup_steps = _positive_int("warmup_steps", warmup_steps, allow_zero=True)
-    steps_per_round = _positive_int("steps_per_round", steps_per_round)
-    rounds = _positive_int("rounds", rounds, allow_zero=True)
-    batch_size = _positive_int("batch_size", batch_size)
-    eval_samples = _positive_int("eval_samples", eval_samples)
-    chunk_size = _positive_int("chunk_size", chunk_size)
+    warmup_steps = positive_int("warmup_steps", warmup_steps, allow_zero=True)
+    steps_per_round = positive_int("steps_per_round", steps_per_round)
+    rounds = positive_int("rounds", rounds, allow_zero=True)
+    batch_size = positive_int("batch_size", batch_size)
+    eval_samples = positive_int("eval_samples", eval_samples)
+    chunk_size = positive_int("chunk_size", chunk_size)
     if not math.isfinite(float(margin)):
         raise ValueError(f"margin must be a finite number; got {margin!r}")
     if not init_scale > 0:
@@ -381,15 +273,11 @@ def stochastic_bmr(
         raise ValueError(f"prior must be a sparsebnn.priors.Prior; got {type(prior).__name__}")
     if iterative and not (isinstance(prior, Gaussian) and prior.scale_prior is None):
         raise ValueError(f"iterative BMR needs a priors.Gaussian prior without scale_prior (the spike is its variance 0); got {prior!r}")
-    site_var_of = fixed_prior_variances(prior, net)  # ValueError when BMR does not apply to this prior
-    (x, y), likelihood, default_test = _train_arrays(data, likelihood)
-    test = default_test if test is None else test
-    n = len(x)
+    where = prior.bmr_sites(net)  # ValueError when BMR does not apply to this prior
+    model, tr = model_and_data(net, prior, data, likelihood, test=test)
+    n = len(tr.x)
     if batch_size > n:
         raise ValueError(f"batch_size ({batch_size}) exceeds the number of training examples ({n})")
-    task = "classification" if likelihood == "categorical" else "regression"
-    if test is not None:
-        x_test, y_test = (np.asarray(a) for a in test)
     optimizer = optax.adam(1e-3) if optimizer is None else optimizer
 
     # --- prior variances: ΔF coordinates (site_var) and the Gaussian's weight-space variances (host arrays)
@@ -401,101 +289,86 @@ def stochastic_bmr(
         site_var[layer.name], weight_var[layer.name] = {}, {}
         for k in ("w", "b"):
             shape = tuple(shapes[layer.name][k].shape)
-            site_var[layer.name][k] = np.broadcast_to(np.asarray(site_var_of(layer.name, k)[1], dtype), shape)
+            site_var[layer.name][k] = np.broadcast_to(np.asarray(where[layer.name][k][1], dtype), shape)
             wv = given[layer.name][k] if layer.name in given else prior.sigma0**2
             weight_var[layer.name][k] = np.broadcast_to(np.asarray(wv, dtype), shape)
     keep0 = jax.tree_util.tree_map(lambda v: v > 0, site_var)
 
     def model_for(keep) -> BNN:
         if not iterative:
-            return BNN(net, prior, likelihood, noise)
-        where = np.where if _concrete(keep) else jnp.where
-        variance = {name: {k: where(keep[name][k], weight_var[name][k], 0.0) for k in ("w", "b")} for name in keep}
+            return model
+        where_ = np.where if _concrete(keep) else jnp.where
+        variance = {name: {k: where_(keep[name][k], weight_var[name][k], 0.0) for k in ("w", "b")} for name in keep}
         if isinstance(prior.variance, Mapping):  # entries outside layers keep their given variances
             variance.update({k: v for k, v in prior.variance.items() if k not in variance})
-        return BNN(net, Gaussian(prior.sigma0, variance=variance, centered=prior.centered), likelihood, noise)
+        return BNN(net, Gaussian(prior.sigma0, variance=variance, centered=prior.centered), model.likelihood)
 
-    key = jax.random.key(seed)
-    k_init, k_train, k_eval, k_pool = jax.random.split(key, 4)  # as in svi, so that unpruned runs are svi's
-    model0 = model_for(keep0)
-    model0.check_data(x, y)
-    sites0 = jax.jit(model0.init_sites, static_argnames="n_data")(k_init, n_data=n)
-    guide = MeanFieldGuide(model0, x[:batch_size], y[:batch_size], n_data=n, init_values=sites0, init_scale=init_scale)
-    sites = {layer.name: {k: site_var_of(layer.name, k)[0] for k in ("w", "b")} for layer in net.layers}
-    elbo = TraceMeanField_ELBO()
-
-    def loss_fn(params, k, xb, yb, step, pool, keep):
-        return elbo.loss(k, params, model_for(keep), partial(guide, pool=pool), xb, yb, n_data=n) / n
-
-    run_chunk = training_chunk(loss_fn, optimizer, k_train, n_data=n, batch_size=batch_size,
-                               noise_size=guide.noise_size, pool_key=k_pool)  # svi's loop and weight noise
-
-    def factors_of(params, keep) -> GaussianFactors:
-        mean = {name: {k: params[f"{s}.loc"] for k, s in sub.items()} for name, sub in sites.items()}
-        var = {name: {k: jnp.exp(2 * params[f"{s}.log_scale"]) for k, s in sub.items()} for name, sub in sites.items()}
-        pv = jax.tree_util.tree_map(lambda v, kp: jnp.where(kp, v, 0.0), site_var, keep)
-        return GaussianFactors(mean, var, pv)
+    s = setup(model_for(keep0), tr, batch_size=batch_size, init_scale=init_scale, seed=seed)
+    algo = mean_field_svi(model_for, s.guide, optimizer, n_data=n)
+    factor_sites = {layer.name: {k: where[layer.name][k][0] for k in ("w", "b")} for layer in net.layers}
 
     def prune(params, keep):
-        f = factors_of(params, keep)
-        return _reduce(*f, jnp.asarray(margin, dtype), net=net, rule=rule, level=level, n_iter=int(n_iter)).keep
+        normal = s.guide.normal_factors(params)
+        mean = {name: {k: normal[site][0] for k, site in sub.items()} for name, sub in factor_sites.items()}
+        var = {name: {k: normal[site][1] ** 2 for k, site in sub.items()} for name, sub in factor_sites.items()}
+        pv = jax.tree_util.tree_map(lambda v, kp: jnp.where(kp, v, 0.0), site_var, keep)
+        return _reduce(mean, var, pv, jnp.asarray(margin, dtype), net=net, rule=rule, level=level, n_iter=int(n_iter)).keep
 
     def outputs(params, keep, k, x):
-        model = model_for(keep)
+        m = model_for(keep)
 
         def one(kk):
-            p = model.params(guide.rsample(params, kk), n)
+            p = m.params(s.guide.rsample(params, kk), n)
             return {**p, **{name: {c: p[name][c] * keep[name][c] for c in ("w", "b")} for name in keep}}
 
         draws = jax.vmap(one)(jax.random.split(k, eval_samples))
         return jax.vmap(net.apply, in_axes=(0, None))(draws, x), jax.tree_util.tree_map(lambda a: a.mean(0), draws)
 
-    # --- compile once (ahead of time, timed separately)
-    steps = [warmup_steps] + [steps_per_round] * rounds
-    chunk = math.gcd(*[s for s in steps if s], chunk_size) if any(steps) else 1
-    params = {k: jnp.array(v, copy=True) for k, v in guide.init_params.items()}  # the chunk donates its state
-    state = SVIState(params, jax.jit(optimizer.init)(params), jnp.zeros((), jnp.int32))
-    x_dev, y_dev = jnp.asarray(x), jnp.asarray(y)
+    state = algo.init(s.params, keep0)
     t0 = time.perf_counter()
-    run_c = run_chunk.lower(state, x_dev, y_dev, chunk, keep0).compile()
     prune_c = jax.jit(prune).lower(state.params, keep0).compile()
     compile_time = time.perf_counter() - t0
-    eval_c = jax.jit(outputs) if test is not None else None
-    x_test_dev = jnp.asarray(x_test) if test is not None else None
+    eval_c = jax.jit(outputs) if tr.test is not None else None
+    task = "classification" if model.likelihood.kind == "categorical" else "regression"
+    noise = None if task == "classification" or model.likelihood.learned else model.likelihood.noise
+    ends = list(np.cumsum([warmup_steps] + [steps_per_round] * rounds))
+    prune_time = [0.0]
 
-    keep = keep0
-    losses, history, train_time = [], [], 0.0
-    bar = tqdm(total=rounds + 1, desc=f"bmr {net.name}", disable=not progress)
-    for r, n_steps in enumerate(steps):
+    def end_of_round(state, log: Log):
+        if log.step not in ends:
+            return None
+        r = ends.index(log.step)
         t = time.perf_counter()
-        if iterative and r > 0:
-            keep = prune_c(state.params, keep)
-        for _ in range(n_steps // chunk):
-            state, chunk_losses = run_c(state, x_dev, y_dev, keep)
-            losses.append(chunk_losses)
-        jax.block_until_ready(state)
-        shown = keep if iterative else prune_c(state.params, keep0)
-        shown = jax.tree_util.tree_map(np.asarray, shown)  # the host sync of the round
-        train_time += time.perf_counter() - t
-        last = np.asarray(losses[-1]) if losses else np.array([np.nan])
-        if not np.all(np.isfinite(last)):
-            raise FloatingPointError(f"SVI loss became non-finite in round {r}; lower the learning rate")
-        row = {"round": r, "step": int(state.step), "train_time": train_time, "loss": float(last.mean()),
+        shown = jax.tree_util.tree_map(np.asarray, state.aux if iterative else prune_c(state.params, keep0))
+        prune_time[0] += time.perf_counter() - t
+        last = log.losses[-log.last_chunk:] if log.last_chunk else np.array([np.nan])
+        row = {"round": r, "step": log.step, "train_time": log.train_time + prune_time[0], "loss": float(last.mean()),
                "pruned_fraction": pruned_fraction(shown, net)}
         if eval_c is not None:
-            outs, mean_params = eval_c(state.params, shown, jax.random.fold_in(k_eval, r), x_test_dev)
-            row.update(metrics.evaluate(np.asarray(outs), y_test, task=task, noise_std=noise, params=mean_params,
-                                        masks=node_alive(shown, net)))
-        history.append(row)
-        bar.update(1)
-        bar.set_postfix({k: f"{row[k]:.3g}" for k in ("pruned_fraction", "accuracy") if k in row})
-    bar.close()
+            outs, mean_params = eval_c(state.params, shown, jax.random.fold_in(s.k_eval, r), jnp.asarray(tr.test.x))
+            row.update(metrics.evaluate(np.asarray(outs), tr.test.y, task=task, noise_std=noise, params=mean_params,
+                                        masks=to_nodes(net, shown)))
+        log.history.append(row)
+        if not iterative or r == rounds:
+            return None
+        t = time.perf_counter()
+        keep = jax.block_until_ready(prune_c(state.params, state.aux))
+        prune_time[0] += time.perf_counter() - t
+        return state._replace(aux=keep)
 
-    keep = jax.tree_util.tree_map(np.asarray, keep if iterative else prune_c(state.params, keep0))
-    final = model_for(keep)
-    all_losses = np.concatenate([np.asarray(l) for l in losses]) if losses else np.zeros(0)
-    total = int(state.step)
+    steps = [warmup_steps] + [steps_per_round] * rounds
+    chunk = math.gcd(*[x for x in steps if x], chunk_size) if any(steps) else 1
+    log0 = Log()
+    if warmup_steps == 0:  # round 0 ends before any step
+        state = end_of_round(state, log0) or state
+    state, log = run_steps(algo.step, state, (tr.x, tr.y), key=s.k_train, num_steps=ends[-1], batch_size=batch_size,
+                           chunk_size=chunk, pool=Pool(s.k_pool, s.guide.noise_size), callbacks=[end_of_round],
+                           progress=progress, desc=f"bmr {net.name}")
+    history = log0.history + log.history
+    keep = jax.tree_util.tree_map(np.asarray, state.aux if iterative else prune_c(state.params, keep0))
+    compile_time += log.compile_time
+    train_time = log.train_time + prune_time[0]
     params = jax.tree_util.tree_map(jnp.asarray, jax.device_get(state.params))
-    post = SVIPosterior(final, guide, params, n, all_losses, history,
-                        compile_time + train_time, total / train_time if train_time > 0 else float("nan"))
+    post = SVIPosterior(model_for(keep), s.guide, params, n, log.losses, history, compile_time + train_time,
+                        ends[-1] / train_time if train_time > 0 else float("nan"), compile_time=compile_time)
     return StochasticBMR(post, keep, history, compile_time)

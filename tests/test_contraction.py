@@ -10,9 +10,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from scipy import integrate
 
-from sparsebnn.nets.base import Layer, Network
-from sparsebnn.nets.mlp import mlp
-from sparsebnn.priors.inclusion import inclusion_probs
+from sparsebnn.nets import Layer, Network
+from sparsebnn.nets import mlp
+from sparsebnn.priors import inclusion_probs
 from theory.contraction import (
     Architecture,
     architecture,

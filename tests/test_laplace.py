@@ -6,7 +6,6 @@ matrices and exact log-determinants; and the exact evidence of a linear-Gaussian
 Networks are shared between tests so that compiled functions are reused (fast suite).
 """
 
-import importlib
 import warnings
 from functools import partial
 
@@ -19,14 +18,18 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from jax.flatten_util import ravel_pytree
 
-from sparsebnn import nets
-from sparsebnn.infer import curvature as C
-from sparsebnn.infer import taps
-from sparsebnn.nets.base import Layer, Network
+from sparsebnn import nets, priors
+from sparsebnn.infer import _curvature as C
+from sparsebnn.infer import _laplace as L
+from sparsebnn.infer import _taps as taps
+from sparsebnn.likelihood import Likelihood
+from sparsebnn.nets import Layer, Network
 from theory import savage_dickey
 
-# the module (``sparsebnn.infer.laplace`` as an attribute is the function ``laplace``, exported by infer/__init__)
-L = importlib.import_module("sparsebnn.infer.laplace")
+
+def laplace_post(net, params, precision, curv, ll, lik=Likelihood(), n=1):
+    """A LaplacePosterior assembled from its parts (prior N(0, 1), learned ``precision``)."""
+    return L.LaplacePosterior(params, precision, curv, ll, {}, net, priors.Gaussian(), lik, n)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -81,7 +84,7 @@ LIN1, LIN2 = nets.mlp([3, 1]), nets.mlp([3, 2])
 
 def neg_log_lik(kind, sigma=1.0):
     """−ln p(y | f) for one example, written independently of the library."""
-    if kind == "classification":
+    if kind == "categorical":
         return lambda f, y: jax.scipy.special.logsumexp(f) - f[y]
     return lambda f, y: 0.5 * jnp.sum((jnp.reshape(y, f.shape) - f) ** 2) / sigma**2 + f.size * (
         jnp.log(sigma) + 0.5 * jnp.log(2 * jnp.pi)
@@ -96,7 +99,7 @@ def brute_curvature(net, params, x, y, fisher):
 @partial(jax.jit, static_argnums=(0, 4))
 def _brute_curvature(net, params, x, y, fisher):
     theta, unravel = ravel_pytree(params)
-    nll = neg_log_lik("classification")
+    nll = neg_log_lik("categorical")
     jac = jax.jacrev(lambda t: net.apply(unravel(t), x))(theta)  # (N, C, P)
     f = net.apply(params, x)
     if fisher == "ggn":
@@ -166,8 +169,8 @@ def random_prior(net, params, structure, key):
 def _likelihood_errors(f, y, r):
     """Max errors of L Lᵀ vs ∇²(−ln p) and of the closed-form gradient, classification and regression."""
     errs = []
-    for lik, target in ((C.Likelihood("classification"), y), (C.Likelihood("regression", 0.7), r)):
-        nll = neg_log_lik(lik.kind, lik.sigma)
+    for lik, target in ((Likelihood("categorical"), y), (Likelihood("gaussian", 0.7), r)):
+        nll = neg_log_lik(lik.kind, 1.0 if lik.noise is None else lik.noise)
         lsq = lik.hessian_sqrt(f[None])[0]
         errs.append(jnp.max(jnp.abs(lsq @ lsq.T - jax.hessian(nll)(f, target))))
         errs.append(jnp.max(jnp.abs(lik.grad(f[None], target[None])[0] - jax.grad(nll)(f, target))))
@@ -242,7 +245,7 @@ def test_conv_curvature_by_hand():
     np.testing.assert_allclose(a, patches.T @ patches / 3, rtol=1e-12)
     # G = (1/T) Σ_n Σ_k Σ_t g gᵀ, g = ∂(L_n e_k)ᵀ f_n / ∂s_t at the conv output s
     s = CNN_CONV(params, x)
-    ls = C.Likelihood().hessian_sqrt(CNN.apply(params, x))
+    ls = Likelihood().hessian_sqrt(CNN.apply(params, x))
     jac = jax.vmap(jax.jacrev(lambda sn: CNN_HEAD(params, sn[None])[0]))(s)  # (N, C, 3, 3, 3)
     gk = jnp.einsum("nck,nchwj->nkhwj", ls, jac).reshape(-1, 3)
     np.testing.assert_allclose(g, gk.T @ gk / 9, rtol=1e-10, atol=1e-14)
@@ -374,7 +377,7 @@ def test_log_marglik_matches_dense_formula(mlp_case, kind):
     theta = ravel_pytree(params)[0]
     for structure in L.STRUCTURES:
         prior = random_prior(MLP, params, structure, jax.random.PRNGKey(len(structure)))
-        post = L.LaplacePosterior(params, prior, curv, ll, {}, C.Likelihood())
+        post = laplace_post(MLP, params, prior, curv, ll)
         p = ravel_pytree(prior.precision(params))[0]
         exact = ll_ref + 0.5 * jnp.sum(jnp.log(p)) - 0.5 * jnp.sum(p * theta**2) - 0.5 * np.linalg.slogdet(h + np.diag(p))[1]
         got = L.log_marglik(post)
@@ -412,9 +415,9 @@ def exact_evidence_and_posterior(x, y, prior_prec_w, prior_prec_b, sigma):
 def test_kfac_laplace_is_exact_on_linear_gaussian(net):
     x, y, sigma = linear_gaussian(out=net.out_dim)
     ev, params, _ = exact_evidence_and_posterior(x, y, 2.5, 2.5, sigma)
-    curv, ll = C.curvature(net, params, x, y, "regression", kind="kfac", sigma_noise=sigma, batch_size=7)
+    curv, ll = C.curvature(net, params, x, y, Likelihood("gaussian", sigma), kind="kfac", batch_size=7)
     for structure in ("scalar", "layer"):
-        post = L.LaplacePosterior(params, L.prior_precision(net, params, structure, 2.5), curv, ll, {}, C.Likelihood("regression", sigma))
+        post = laplace_post(net, params, L.prior_precision(net, params, structure, 2.5), curv, ll, Likelihood("gaussian", sigma))
         np.testing.assert_allclose(L.log_marglik(post), ev, rtol=1e-10)
 
 
@@ -423,10 +426,10 @@ def test_diag_laplace_is_exact_on_orthogonal_linear_gaussian():
     x, y, sigma = linear_gaussian(orthogonal=True)
     pw, pb = np.array([0.5, 3.0, 1.5]), 0.8
     ev, params, _ = exact_evidence_and_posterior(x, y, pw, pb, sigma)
-    curv, ll = C.curvature(LIN1, params, x, y, "regression", kind="diag", sigma_noise=sigma)
+    curv, ll = C.curvature(LIN1, params, x, y, Likelihood("gaussian", sigma), kind="diag")
     lp = {"dense_0": {"w": jnp.log(jnp.asarray(pw))[:, None], "b": jnp.log(jnp.array([pb]))}}
     prior = L.PriorPrecision(lp, "parameter", ("dense_0",))
-    post = L.LaplacePosterior(params, prior, curv, ll, {}, C.Likelihood("regression", sigma))
+    post = laplace_post(LIN1, params, prior, curv, ll, Likelihood("gaussian", sigma))
     np.testing.assert_allclose(L.log_marglik(post), ev, rtol=1e-10)
 
 
@@ -436,13 +439,13 @@ def test_online_marglik_finds_the_evidence_maximising_prior():
     grid = np.exp(np.linspace(-4, 3, 701))
     best = grid[np.argmax([exact_evidence_and_posterior(x, y, d, d, sigma)[0] for d in grid])]
     post = L.laplace(
-        LIN1, (x, y), "regression", sigma_noise=sigma, prior_structure="scalar", curvature="kfac", epochs=300,
+        LIN1, priors.Gaussian(learn="scalar"), (x, y), likelihood=Likelihood("gaussian", sigma), curvature="kfac", epochs=300,
         batch_size=40, lr=0.05, marglik_every=20, marglik_burnin=0, hyper_steps=50, progress=False,
     )
-    np.testing.assert_allclose(np.exp(post.prior.log_prec), best, rtol=0.03)
+    np.testing.assert_allclose(np.exp(post.precision.log_prec), best, rtol=0.03)
     assert np.all(np.diff(post.history["log_marglik"][-5:]) > -1e-3)
     # the evidence at the learned prior equals the exact evidence there (Laplace is exact here)
-    ev, _, _ = exact_evidence_and_posterior(x, y, np.exp(post.prior.log_prec), np.exp(post.prior.log_prec), sigma)
+    ev, _, _ = exact_evidence_and_posterior(x, y, np.exp(post.precision.log_prec), np.exp(post.precision.log_prec), sigma)
     np.testing.assert_allclose(L.log_marglik(post), ev, rtol=1e-3)
 
 
@@ -454,7 +457,7 @@ def test_sampling_map_has_the_posterior_covariance(mlp_case, kind, structure):
     """The noise -> sample map M (linear) satisfies M Mᵀ = (H + P)⁻¹ (KFAC: of its eigenbasis approximation)."""
     params = mlp_case["params"]
     curv, ll = mlp_case[kind, "ggn"]
-    post = L.LaplacePosterior(params, random_prior(MLP, params, structure, jax.random.PRNGKey(5)), curv, ll, {}, C.Likelihood())
+    post = laplace_post(MLP, params, random_prior(MLP, params, structure, jax.random.PRNGKey(5)), curv, ll)
     theta, unravel = ravel_pytree(params)
     eig = L._eig(curv) if kind == "kfac" else None
     m = jax.jacfwd(lambda z: ravel_pytree(L._noise_to_deviation(post, eig, unravel(z)))[0])(jnp.zeros_like(theta))
@@ -462,24 +465,24 @@ def test_sampling_map_has_the_posterior_covariance(mlp_case, kind, structure):
     np.testing.assert_allclose(np.diag(cov), ravel_pytree(L.marginal_variance(post))[0], rtol=1e-9)
     if structure in ("scalar", "parameter"):
         h = kfac_dense(curv, params) if kind == "kfac" else np.diag(ravel_pytree(curv.h)[0])
-        p = ravel_pytree(post.prior.precision(params))[0]
+        p = ravel_pytree(post.precision.precision(params))[0]
         np.testing.assert_allclose(cov, np.linalg.inv(h + np.diag(p)), atol=1e-10)
 
 
 def test_predictive_and_samples_on_linear_gaussian():
     x, y, sigma = linear_gaussian()
     _, params, sn = exact_evidence_and_posterior(x, y, 2.0, 2.0, sigma)
-    curv, ll = C.curvature(LIN1, params, x, y, "regression", kind="kfac", sigma_noise=sigma, batch_size=7)
-    post = L.LaplacePosterior(params, L.prior_precision(LIN1, params, "scalar", 2.0), curv, ll, {}, C.Likelihood("regression", sigma))
-    xs, key, s = jnp.asarray(x[:4]), jax.random.PRNGKey(0), 4000
+    curv, ll = C.curvature(LIN1, params, x, y, Likelihood("gaussian", sigma), kind="kfac", batch_size=7)
+    post = laplace_post(LIN1, params, L.prior_precision(LIN1, params, "scalar", 2.0), curv, ll, Likelihood("gaussian", sigma))
+    xs, key, s = jnp.asarray(x[:4]), jax.random.key(0), 4000
     # linear in the parameters: the GLM and the sampled-network predictive coincide draw for draw
-    f = L.predictive_samples(key, LIN1, post, xs, s)
-    np.testing.assert_allclose(f, L.predictive_samples(key, LIN1, post, xs, s, linearized=False), atol=1e-10)
-    mean, var = L.predictive(key, LIN1, post, xs, s)
+    f = post.predict(xs, key, s)
+    np.testing.assert_allclose(f, post.predict(xs, key, s, linearized=False), atol=1e-10)
+    mean, var = f.mean(0), f.var(0) + sigma**2
     xt = np.concatenate([x[:4], np.ones((4, 1))], 1)
     np.testing.assert_allclose(mean[:, 0], LIN1.apply(params, xs)[:, 0], atol=0.02)
     np.testing.assert_allclose(var[:, 0], np.einsum("ni,ij,nj->n", xt, sn, xt) + sigma**2, rtol=0.05)
-    draws = L.sample(key, post, s)
+    draws = post.sample_params(key, s)
     np.testing.assert_allclose(np.cov(np.asarray(draws["dense_0"]["w"][:, :, 0]).T), sn[:3, :3], atol=0.01)
 
 
@@ -488,9 +491,9 @@ def test_predictive_and_samples_on_linear_gaussian():
 
 def test_laplace_fit_runs_and_is_reproducible(mlp_case):
     x, y = mlp_case["x"], mlp_case["y"]
-    kw = dict(prior_structure="unit", epochs=6, batch_size=3, marglik_every=3, marglik_burnin=4, hyper_steps=5, progress=False)
-    p1 = L.laplace(MLP, (x, y), **kw)
-    p2 = L.laplace(MLP, (x, y), **kw)
+    kw = dict(epochs=6, batch_size=3, marglik_every=3, marglik_burnin=4, hyper_steps=5, progress=False)
+    p1 = L.laplace(MLP, priors.Gaussian(learn="unit"), (x, y), **kw)
+    p2 = L.laplace(MLP, priors.Gaussian(learn="unit"), (x, y), **kw)
     assert np.isnan(p1.history["log_marglik"][0]) and np.isfinite(p1.history["log_marglik"][1])
     assert isinstance(p1.curvature, C.Kron) and "temp" in p1.curvature.diag
     for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
@@ -504,13 +507,13 @@ def test_bad_input_raises(mlp_case):
     with pytest.raises(ValueError, match="init"):
         L.prior_precision(MLP, params, "scalar", init=-1.0)
     with pytest.raises(ValueError, match="curvature"):
-        L.laplace(MLP, (x, y), curvature="full", progress=False)
+        L.laplace(MLP, priors.Gaussian(learn="layer"), (x, y), curvature="full", progress=False)
     with pytest.raises(ValueError, match="fisher"):
         C.curvature(MLP, params, x, y, fisher="mc")
     with pytest.raises(ValueError, match="likelihood"):
         C.curvature(MLP, params, x, y, "poisson")
-    with pytest.raises(ValueError, match="sigma_noise"):
-        C.curvature(MLP, params, x, y, "regression", sigma_noise=-1.0)
+    with pytest.raises(ValueError, match="noise"):
+        C.curvature(MLP, params, x, y, Likelihood("gaussian", -1.0))
     with pytest.raises(ValueError, match="labels"):
         C.curvature(MLP, params, x, y + 3)
     with pytest.raises(ValueError, match="NaN"):
@@ -520,9 +523,9 @@ def test_bad_input_raises(mlp_case):
     with pytest.raises(ValueError, match="y must"):
         C.curvature(MLP, params, x, y[:5])
     with pytest.raises(ValueError, match="batch_size"):
-        L.laplace(MLP, (x, y), batch_size=0, progress=False)
-    with pytest.raises(ValueError, match="n_samples"):
-        L.sample(jax.random.PRNGKey(0), L.LaplacePosterior(params, L.prior_precision(MLP, params), *mlp_case["diag", "ggn"], {}, C.Likelihood()), 0)
+        L.laplace(MLP, priors.Gaussian(learn="layer"), (x, y), batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="n must be"):
+        laplace_post(MLP, params, L.prior_precision(MLP, params), *mlp_case["diag", "ggn"]).sample_params(jax.random.key(0), 0)
 
 
 # ----------------------------------------------------------------------------- the suite's architectures
@@ -547,6 +550,6 @@ def test_architectures_tap_based_diagonal_equals_per_example(arch):
         tp = C.tappable(net, params, x)
         diag, ll = C.curvature(net, params, x, y, kind="diag")
     assert {l.name for l in net.layers} - set(tp) == UNTAPPED[arch]
-    ref, ll_ref = C._per_example_diag(net, C.Likelihood(), "ggn", tuple(params), params, x, y)
+    ref, ll_ref = C._per_example_diag(net, Likelihood(), "ggn", tuple(params), params, x, y)
     np.testing.assert_allclose(ravel_pytree(diag.h)[0], ravel_pytree(ref)[0], rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(ll, ll_ref, rtol=1e-12)

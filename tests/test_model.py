@@ -14,6 +14,7 @@ from scipy import special, stats
 
 from sparsebnn import nets, priors
 from sparsebnn.model import BNN
+from sparsebnn.likelihood import Likelihood
 
 NET = nets.mlp([3, 4, 3])
 
@@ -68,13 +69,13 @@ def test_gaussian_likelihood_known_and_learned_noise():
     x, _ = data(6)
     y = np.random.default_rng(1).normal(size=6)
     with jax.enable_x64(True):
-        known = BNN(net, priors.Gaussian(), "gaussian", noise=0.3)
+        known = BNN(net, priors.Gaussian(), Likelihood("gaussian", 0.3))
         v = values_of(known, x, y)
         mean = np.asarray(net.apply(jax.jit(known.params)(v), x))[:, 0]
         prior_lp = sum(stats.norm.logpdf(np.asarray(a)).sum() for a in v.values())
         got = jit_log_density(known, (x, y), {}, v)
         np.testing.assert_allclose(float(got), prior_lp + stats.norm.logpdf(y, mean, 0.3).sum(), rtol=1e-10)
-        learned = BNN(net, priors.Gaussian(), "gaussian", noise=dist.HalfNormal(2.0))
+        learned = BNN(net, priors.Gaussian(), Likelihood("gaussian", dist.HalfNormal(2.0)))
         v2 = {**v, "noise": jnp.float64(0.7)}
         got = jit_log_density(learned, (x, y), {}, v2)
         want = prior_lp + stats.halfnorm.logpdf(0.7, scale=2.0) + stats.norm.logpdf(y, mean, 0.7).sum()
@@ -108,18 +109,18 @@ def test_predictive_draws_labels():
 
 
 @pytest.mark.parametrize(
-    "kwargs,match",
+    "make,match",
     [
-        (dict(likelihood="poisson"), "likelihood"),
-        (dict(noise=0.5), "gaussian likelihood only"),
-        (dict(likelihood="gaussian"), "noise"),
-        (dict(likelihood="gaussian", noise=-1.0), "noise"),
-        (dict(likelihood="gaussian", noise=dist.Normal(0, 1)), "positive"),
+        (lambda: BNN(NET, priors.Gaussian(), "poisson"), "likelihood"),
+        (lambda: Likelihood("categorical", noise=0.5), "gaussian likelihood only"),
+        (lambda: BNN(NET, priors.Gaussian(), "gaussian"), "noise"),
+        (lambda: BNN(NET, priors.Gaussian(), Likelihood("gaussian", -1.0)), "noise"),
+        (lambda: BNN(NET, priors.Gaussian(), Likelihood("gaussian", dist.Normal(0, 1))), "positive"),
     ],
 )
-def test_bad_model_arguments(kwargs, match):
+def test_bad_model_arguments(make, match):
     with pytest.raises(ValueError, match=match):
-        BNN(NET, priors.Gaussian(), **kwargs)
+        make()
 
 
 def test_bad_data_raises():

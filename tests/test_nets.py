@@ -13,7 +13,7 @@ from sklearn.datasets import load_digits
 
 from sparsebnn import nets
 from sparsebnn.nets import _layers
-from sparsebnn.nets.vit import attention
+from sparsebnn.nets._vit import attention
 
 DIGITS, MNIST, CIFAR = (8, 8, 1), (28, 28, 1), (32, 32, 3)
 

@@ -15,8 +15,9 @@ from scipy import stats
 
 from sparsebnn import nets, priors
 from sparsebnn.diagnostics import DiagnosticsWarning, diagnose
-from sparsebnn.infer.nuts import Sampler, batched_sampler, kde_log_density_at_zero, nuts, to_datatree
+from sparsebnn.infer import NUTSOptions, batched_sampler, kde_log_density_at_zero, nuts, to_datatree
 from sparsebnn.model import BNN
+from sparsebnn.likelihood import Likelihood
 from theory import savage_dickey as sd
 
 Z = 4.5  # |z| bound for Monte Carlo checks (two-sided p ≈ 7e-6 per check)
@@ -41,9 +42,9 @@ def conjugate():
         X = rng.normal(size=(n, k))
         y = X @ np.array([0.8, -0.3, 0.0]) + 0.5 + noise * rng.normal(size=n)
         prior = priors.Gaussian(variance={"dense_0": {"w": var_w, "b": var_b}})
-        post = nuts(nets.mlp([k, 1]), prior, (X, y), likelihood="gaussian", noise=noise, num_warmup=300,
+        post = nuts(nets.mlp([k, 1]), prior, (X, y), likelihood=Likelihood("gaussian", noise), num_warmup=300,
                     num_samples=400, num_chains=4, seed=0)
-        params = post.sample_params()
+        params = post.sample_params(n=None)
         draws = np.concatenate([np.asarray(params["dense_0"]["w"])[..., 0], np.asarray(params["dense_0"]["b"])], axis=1)
         delta_f = post.delta_f()
         sdr = post.savage_dickey()
@@ -78,7 +79,8 @@ def test_conjugate_run_passes_diagnostics(conjugate):
         assert name in stats_, name
     assert post.trace["posterior"].sizes["chain"] == 4 and post.trace["posterior"].sizes["draw"] == 400
     assert post.ess_per_s > 0 and post.ess_per_1k_grad > 0 and post.n_leapfrog >= 1600
-    assert post.predict(np.zeros((5, 3))).shape == (1600, 5, 1)
+    assert post.predict(np.zeros((5, 3)), n_samples=None).shape == (1600, 5, 1)
+    assert post.predict(np.zeros((5, 3))).shape == (32, 5, 1)  # the contract's default number of draws
 
 
 def test_fitted_gaussian_bmr_matches_savage_dickey(conjugate):
@@ -124,7 +126,7 @@ def test_failed_run_is_flagged_loudly_and_runs_are_reproducible():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(25, 3)).astype(np.float32)
     y = (X[:, 0] + 0.5 * rng.normal(size=25)).astype(np.float32)
-    kw = dict(likelihood="gaussian", noise=0.5, num_warmup=10, num_samples=10, num_chains=2, seed=7)
+    kw = dict(likelihood=Likelihood("gaussian", 0.5), num_warmup=10, num_samples=10, num_chains=2, seed=7)
     with pytest.warns(DiagnosticsWarning, match="diagnostics FAILED"):
         a = nuts(nets.mlp([3, 1]), priors.Gaussian(), (X, y), **kw)
     assert not a.ok and any("ESS" in p for p in a.problems)
@@ -143,7 +145,7 @@ def test_indicators_recover_the_prior_under_a_flat_likelihood(indicators):
     """With an uninformative likelihood the posterior is the prior: P(z_j = 1) = π, ε ~ N(0, 1)."""
     pi = 0.3
     x, y = np.zeros((1, 1), np.float32), np.zeros(1, np.float32)
-    post = nuts(nets.mlp([1, 2, 1]), priors.SpikeSlabIG(pi=pi), (x, y), likelihood="gaussian", noise=1e4,
+    post = nuts(nets.mlp([1, 2, 1]), priors.SpikeSlabIG(pi=pi), (x, y), likelihood=Likelihood("gaussian", 1e4),
                 num_warmup=200, num_samples=800, num_chains=2, indicators=indicators, seed=1, warn=False)
     z = post.samples["dense_0.z"].astype(float)
     freq, e = z.reshape(-1, 2).mean(0), ess(z)
@@ -167,8 +169,7 @@ def test_gibbs_and_enumeration_agree_on_informative_data():
     y = (np.tanh(2 * x[:, 0]) + 0.2 * rng.normal(size=20)).astype(np.float32)
     runs = {}
     for ind in ("gibbs", "enumerate"):
-        post = nuts(nets.mlp([1, 2, 1], act="tanh"), priors.SpikeSlabIG(pi=0.5), (x, y), likelihood="gaussian",
-                    noise=0.2, num_warmup=500, num_samples=2000, num_chains=4, indicators=ind, seed=2, warn=False)
+        post = nuts(nets.mlp([1, 2, 1], act="tanh"), priors.SpikeSlabIG(pi=0.5), (x, y), likelihood=Likelihood("gaussian", 0.2), num_warmup=500, num_samples=2000, num_chains=4, indicators=ind, seed=2, warn=False)
         k = post.samples["dense_0.z"].sum(-1).astype(float)  # (chains, draws): active nodes, permutation-free
         runs[ind] = (np.stack([(k == j).mean() for j in range(3)]), np.stack([ess(k == j) for j in range(3)]))
     (pa, ea), (pb, eb) = runs["gibbs"], runs["enumerate"]
@@ -248,12 +249,12 @@ def tiny():
 def test_bad_arguments_raise(tiny, kw, match):
     net, x, y = tiny
     with pytest.raises(ValueError, match=match):
-        nuts(net, priors.SpikeSlabIG(pi=0.5), (x, y), likelihood="gaussian", noise=1.0, **kw)
+        nuts(net, priors.SpikeSlabIG(pi=0.5), (x, y), likelihood=Likelihood("gaussian", 1.0), **kw)
 
 
 def test_bad_model_arguments_raise(tiny):
     net, x, y = tiny
-    model = BNN(net, priors.Gaussian(), "gaussian", 1.0)
+    model = BNN(net, priors.Gaussian(), Likelihood("gaussian", 1.0))
     with pytest.raises(ValueError, match="only the data"):
         nuts(model, priors.Gaussian(), (x, y))
     with pytest.raises(ValueError, match="net must be"):
@@ -261,13 +262,13 @@ def test_bad_model_arguments_raise(tiny):
     with pytest.raises(ValueError, match="prior must be"):
         nuts(net, "gaussian", (x, y))
     with pytest.raises(ValueError, match="x must have shape"):
-        nuts(net, priors.Gaussian(), (np.zeros((4, 3)), y), likelihood="gaussian", noise=1.0)
+        nuts(net, priors.Gaussian(), (np.zeros((4, 3)), y), likelihood=Likelihood("gaussian", 1.0))
     with pytest.raises(ValueError, match="NaN"):
-        nuts(net, priors.Gaussian(), (np.full((4, 2), np.nan), y), likelihood="gaussian", noise=1.0)
+        nuts(net, priors.Gaussian(), (np.full((4, 2), np.nan), y), likelihood=Likelihood("gaussian", 1.0))
     with pytest.raises(ValueError, match="indicators"):
-        batched_sampler(BNN(net, priors.SpikeSlabIG(pi=0.5), "gaussian", 1.0), x, y)
+        batched_sampler(BNN(net, priors.SpikeSlabIG(pi=0.5), Likelihood("gaussian", 1.0)), x, y)
     with pytest.raises(ValueError, match="thinning"):
-        Sampler(model, x, y, thinning=0)
+        NUTSOptions(thinning=0)
 
 
 def test_bayes_factors_need_indicators(conjugate):

@@ -16,7 +16,7 @@ from numpyro.infer.util import log_density
 from scipy import integrate, stats
 
 from sparsebnn import nets, priors
-from sparsebnn.nets.base import Layer, Network
+from sparsebnn.nets import Layer, Network
 
 N_DATA = 500
 NET = nets.mlp([3, 4, 2])  # dense_0 prunable (3 -> 4), dense_1 the output layer (4 -> 2)

@@ -1,6 +1,5 @@
 """Pruning criteria against hand computations; masks reach the exact sparsity; structured masks keep whole groups."""
 
-import importlib
 
 import jax
 import jax.numpy as jnp
@@ -11,10 +10,13 @@ from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
 
 from sparsebnn import data as datasets
+from sparsebnn import masks as mask_lib
 from sparsebnn import nets, prune
-from sparsebnn.infer import curvature as C
+from sparsebnn import priors
+from sparsebnn.infer import _curvature as C
+from sparsebnn.infer import _laplace as L
+from sparsebnn.likelihood import Likelihood
 
-L = importlib.import_module("sparsebnn.infer.laplace")  # the module, not the function infer.laplace
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,7 +55,8 @@ def test_opd_and_magnitude_by_hand():
     np.testing.assert_allclose(prune.magnitude(params)["dense_0"]["w"], np.abs(params["dense_0"]["w"]))
     # through a Laplace posterior: P = diag GGN + prior precision
     net = nets.mlp([3, 2])
-    post = L.LaplacePosterior(params, L.prior_precision(net, params, "scalar", 1.0), C.Diag(jax.tree.map(lambda p: p - 1.0, prec)), jnp.array(0.0), {}, C.Likelihood())
+    post = L.LaplacePosterior(params, L.prior_precision(net, params, "scalar", 1.0), C.Diag(jax.tree.map(lambda p: p - 1.0, prec)),
+                              jnp.array(0.0), {}, net, priors.Gaussian(), Likelihood(), 1)
     for a, b in zip(jax.tree.leaves(prune.scores("opd", net, params, posterior=post)), jax.tree.leaves(s)):
         np.testing.assert_allclose(a, b)
     # 3 of 8 pruned: 0.04 (b[0]), 0.4 (w[0,1]) and the first of the tied 0.5s in tree order (b, then w row-major)
@@ -266,7 +269,7 @@ def test_node_masks_keep_whole_groups(sparsity):
         group = np.asarray(nets.node_groups(sc, layer)).sum(1)  # L1 norm of the incoming group
         if m.any() and (~m).any():
             assert group[~m].max() <= group[m].min()
-    pruned = prune.apply_mask(params, prune.node_mask_to_weights(DEEP, params, masks))
+    pruned = prune.apply_mask(params, mask_lib.to_weights(DEEP, masks, like=params))
     for layer in DEEP.prunable_layers:
         g, g0 = np.asarray(nets.node_groups(pruned, layer)), np.asarray(nets.node_groups(params, layer))
         m = np.asarray(masks[layer.name])
@@ -299,7 +302,7 @@ def test_finetune_keeps_pruned_entries_at_zero():
     mask = prune.weight_mask(DEEP, prune.magnitude(params), 0.6)
     start = prune.apply_mask(params, mask)
     tuned = prune.finetune(DEEP, start, mask, (x, y), epochs=20, batch_size=10, lr=1e-2)
-    loss = lambda p: -float(jnp.mean(C.Likelihood().log_prob(DEEP.apply(p, x), jnp.asarray(y))))  # noqa: E731
+    loss = lambda p: -float(jnp.mean(Likelihood().log_prob(DEEP.apply(p, x), jnp.asarray(y))))  # noqa: E731
     assert loss(tuned) < loss(start)
     for m, t, t0 in zip(jax.tree.leaves(mask), jax.tree.leaves(tuned), jax.tree.leaves(start)):
         m = np.asarray(m)
@@ -328,9 +331,9 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="shaped like params"):
         prune.apply_mask(params, {"dense_0": {"w": jnp.ones((5, 6), bool)}})
     with pytest.raises(ValueError, match="output layer"):
-        prune.node_mask_to_weights(DEEP, params, {"dense_2": jnp.ones(3, bool)})
+        mask_lib.to_weights(DEEP, {"dense_2": jnp.ones(3, bool)}, like=params)
     with pytest.raises(ValueError, match="shape"):
-        prune.node_mask_to_weights(DEEP, params, {"dense_0": jnp.ones(2, bool)})
+        mask_lib.to_weights(DEEP, {"dense_0": jnp.ones(2, bool)}, like=params)
     with pytest.raises(ValueError, match="structured"):
         prune.node_mask(DEEP, prune.synflow(DEEP, params, 0.5, n_iter=2), 0.5)
     with pytest.raises(ValueError, match="temperature"):

@@ -17,6 +17,7 @@ from scipy import special
 from sparsebnn import bmr, nets, priors
 from sparsebnn.infer import MeanFieldGuide, SVIPosterior, svi
 from sparsebnn.model import BNN
+from sparsebnn.likelihood import Likelihood
 
 
 def linear_data(n=40, d=3, sigma=0.5, seed=0):
@@ -39,7 +40,7 @@ def test_conjugate_linear_model_reaches_the_mean_field_optimum():
     mean, mf_var = np.linalg.solve(lam, a.T @ y / sigma**2), 1 / np.diag(lam)
     assert np.min(np.diag(np.linalg.inv(lam)) / mf_var) > 1.2  # mean field is measurably not the marginal
     with jax.enable_x64(True):
-        post = svi(nets.mlp([3, 1]), priors.Gaussian(sigma0=s0), (x, y), likelihood="gaussian", noise=sigma,
+        post = svi(nets.mlp([3, 1]), priors.Gaussian(sigma0=s0), (x, y), likelihood=Likelihood("gaussian", sigma),
                    batch_size=None, num_steps=2000, num_particles=1024, init_scale=0.1,
                    optimizer=optax.adam(optax.exponential_decay(0.05, 2000, 1e-3)), chunk_size=1000, progress=False)
         f = post.normal_factors()
@@ -202,7 +203,7 @@ def test_bad_data_raises():
 def test_noise_pool_size_bounds_its_cost(size, draws):
     """The pool holds ≥ 2P normals (room for a random window) and costs per draw at most 1/16 of fresh
     normals plus the 2P minimum spread over the chunk, never more than fresh normals beyond that minimum."""
-    from sparsebnn.infer.svi import POOL_MAX, noise_pool
+    from sparsebnn.infer._loop import POOL_MAX, noise_pool
 
     n = jax.eval_shape(lambda k: noise_pool(k, 0, size, draws), jax.random.key(0)).shape[0]
     assert n >= 2 * size

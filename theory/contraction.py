@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sparsebnn.nets.base import Network, Params, node_groups
-from sparsebnn.priors.inclusion import theory_inclusion, theory_u
+from sparsebnn.nets import Network, Params, node_groups
+from sparsebnn.priors import theory_inclusion, theory_u
 
 
 class Architecture(NamedTuple):
@@ -130,7 +130,7 @@ def _per_n(f, n: np.ndarray) -> np.ndarray:
 def u_terms(widths: Sequence[int], n) -> np.ndarray:
     """u_l = (L+1)^2 [ln n + ln(L+1) + ln(k_l+1) + ln k_{l+1}], l = 0..L; shape ``(*n.shape, L+1)``.
 
-    Delegates to :func:`sparsebnn.priors.inclusion.theory_u`.
+    Delegates to :func:`sparsebnn.priors.theory_u`.
     """
     k = _widths(widths)
     return _per_n(lambda m: theory_u(k[:-1], k[1:], m), _n(n))
@@ -141,7 +141,7 @@ def inclusion_log_prob(widths: Sequence[int], n) -> np.ndarray:
 
     v_l = (k_l+1)^2 + sum_{m=0}^{L} ln(k_m+1) + L + ln k_{l+1} + ln n + ln sum_{j=0}^{L} u_j,
     -ln pi_{l+1} = ln k_{l+1} + 1e-9 (k_l+1) v_l. Delegates to
-    :func:`sparsebnn.priors.inclusion.theory_inclusion` (the prior's own choice).
+    :func:`sparsebnn.priors.theory_inclusion` (the prior's own choice).
     """
     k = _widths(widths)
     prunable = np.arange(k.size - 1) < k.size - 2  # every weight layer but the output one

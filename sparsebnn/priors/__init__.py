@@ -1,17 +1,26 @@
-"""Sparsity priors over whole networks (DESIGN.md §2), each a small frozen dataclass.
+"""Sparsity priors over whole networks, each a small frozen dataclass (``docs/priors.md``).
 
 Inside a NumPyro model, ``params = prior(net, n_data)`` registers the prior's sample sites over
-every parameter of ``net`` (names in :mod:`sparsebnn.priors.base`) and returns the effective
+every parameter of ``net`` (names in :mod:`sparsebnn.sites`) and returns the effective
 parameters for ``net.apply``. :func:`get` maps the command-line names to the classes.
 """
 
 from __future__ import annotations
 
-from .base import DECENTERED, Prior, leaf_names, normal_site, param_shapes, weight_site_path
-from .gaussian import Gaussian
-from .horseshoe import RegularizedHorseshoe, capped_scale
-from .inclusion import inclusion_probs, theory_inclusion, theory_u
-from .spike_slab import SpikeSlab, SpikeSlabGroupHorseshoe, SpikeSlabGroupLasso, SpikeSlabIG
+from ._base import Prior as Prior
+from ._base import normal_site as normal_site
+from ._base import param_shapes as param_shapes
+from ._gaussian import STRUCTURES as STRUCTURES
+from ._gaussian import Gaussian as Gaussian
+from ._horseshoe import RegularizedHorseshoe as RegularizedHorseshoe
+from ._horseshoe import capped_scale as capped_scale
+from ._inclusion import inclusion_probs as inclusion_probs
+from ._inclusion import theory_inclusion as theory_inclusion
+from ._inclusion import theory_u as theory_u
+from ._spike_slab import SpikeSlab as SpikeSlab
+from ._spike_slab import SpikeSlabGroupHorseshoe as SpikeSlabGroupHorseshoe
+from ._spike_slab import SpikeSlabGroupLasso as SpikeSlabGroupLasso
+from ._spike_slab import SpikeSlabIG as SpikeSlabIG
 
 PRIORS = {
     "gaussian": Gaussian,
@@ -34,7 +43,7 @@ def get(name: str, **hyper) -> Prior:
 
 
 __all__ = [
-    "DECENTERED", "PRIORS", "Gaussian", "Prior", "RegularizedHorseshoe", "SpikeSlab", "SpikeSlabGroupHorseshoe",
-    "SpikeSlabGroupLasso", "SpikeSlabIG", "capped_scale", "get", "inclusion_probs", "leaf_names", "normal_site",
-    "param_shapes", "theory_inclusion", "theory_u", "weight_site_path",
+    "PRIORS", "STRUCTURES", "Gaussian", "Prior", "RegularizedHorseshoe", "SpikeSlab", "SpikeSlabGroupHorseshoe",
+    "SpikeSlabGroupLasso", "SpikeSlabIG", "capped_scale", "get", "inclusion_probs", "normal_site", "param_shapes",
+    "theory_inclusion", "theory_u",
 ]

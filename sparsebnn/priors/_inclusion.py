@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from sparsebnn.nets.base import Network
+from sparsebnn.nets import Network
 
 
 def _sizes(fan_ins: Sequence[int], n_nodes: Sequence[int], n_data: int) -> tuple[np.ndarray, np.ndarray, int]:

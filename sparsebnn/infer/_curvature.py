@@ -29,9 +29,7 @@ products (``vmap`` over examples and the K columns), under both ``kind``s.
 
 from __future__ import annotations
 
-import math
 import warnings
-from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
 
@@ -39,58 +37,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..nets.base import Network, Params
-from . import taps
+from sparsebnn.data import as_training
+from sparsebnn.likelihood import Likelihood
+from sparsebnn.nets import Network, Params
 
-LIKELIHOODS = ("classification", "regression")
+from . import _taps as taps
+
 FISHERS = ("ggn", "ef")
 KINDS = ("diag", "kfac")
 _BUDGET = 2**24  # scalars per chunk of per-example gradients
-
-
-@dataclass(frozen=True)
-class Likelihood:
-    """``classification``: categorical on softmax(f); ``regression``: y ~ N(f, sigma²) per output."""
-
-    kind: str = "classification"
-    sigma: float = 1.0
-
-    def __post_init__(self):
-        if self.kind not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}; got {self.kind!r}")
-        if not (isinstance(self.sigma, (int, float)) and math.isfinite(self.sigma) and self.sigma > 0):
-            raise ValueError(f"sigma_noise must be a finite number > 0; got {self.sigma!r}")
-
-    def _targets(self, f, y):
-        return y.reshape(f.shape) if self.kind == "regression" else y
-
-    def log_prob(self, f: jax.Array, y: jax.Array) -> jax.Array:
-        """``ln p(y_n | f_n)`` per example, shape ``(B,)``."""
-        y = self._targets(f, y)
-        if self.kind == "classification":
-            return jnp.take_along_axis(jax.nn.log_softmax(f), y[:, None].astype(jnp.int32), axis=1)[:, 0]
-        r = (y - f) / self.sigma
-        return jnp.sum(-0.5 * r**2 - jnp.log(self.sigma) - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
-
-    def grad(self, f: jax.Array, y: jax.Array) -> jax.Array:
-        """``∇_f [−ln p(y | f)]``, shape ``(B, C)``."""
-        y = self._targets(f, y)
-        if self.kind == "classification":
-            return jax.nn.softmax(f) - jax.nn.one_hot(y, f.shape[-1], dtype=f.dtype)
-        return (f - y) / self.sigma**2
-
-    def hessian_sqrt(self, f: jax.Array) -> jax.Array:
-        """``L`` with ``L Lᵀ = ∇²_f [−ln p(y | f)]``, shape ``(B, C, C)``: diag(√p) − p√pᵀ, or I/σ."""
-        if self.kind == "classification":
-            p = jax.nn.softmax(f)
-            s = jnp.sqrt(p)
-            return jax.vmap(jnp.diag)(s) - p[:, :, None] * s[:, None, :]
-        eye = jnp.eye(f.shape[-1], dtype=f.dtype) / self.sigma
-        return jnp.broadcast_to(eye, (*f.shape, f.shape[-1]))
-
-
-def as_likelihood(likelihood: str | Likelihood, sigma_noise: float = 1.0) -> Likelihood:
-    return likelihood if isinstance(likelihood, Likelihood) else Likelihood(likelihood, sigma_noise)
 
 
 class Diag(NamedTuple):
@@ -240,40 +195,15 @@ def _curvature(net, lik, kind, fisher, batch_size, params, x, y):
     return Kron(factors, diag), ll
 
 
-def check_data(net: Network, x, y, lik: Likelihood) -> tuple[jax.Array, jax.Array]:
-    """Validate a data set against a network and likelihood; return device arrays."""
-    x, y = np.asarray(x), np.asarray(y)
-    if x.ndim < 1 or x.shape[0] == 0 or int(np.prod(x.shape[1:])) != int(np.prod(net.in_shape)):
-        raise ValueError(f"x must have shape (n, *{net.in_shape}) for network {net.name!r}; got {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        raise ValueError("x contains NaN or inf values")
-    if lik.kind == "classification":
-        if y.shape != (x.shape[0],) or not np.all(np.isfinite(y)) or np.any(np.mod(y, 1) != 0):
-            raise ValueError(f"y must hold {x.shape[0]} integer class labels; got shape {y.shape}, dtype {y.dtype}")
-        if y.min() < 0 or y.max() >= net.out_dim:
-            raise ValueError(f"y labels must lie in [0, {net.out_dim}); found [{y.min()}, {y.max()}]")
-        y = y.astype(np.int32)
-    else:
-        if y.size != x.shape[0] * net.out_dim or y.shape[0] != x.shape[0]:
-            raise ValueError(f"y must have shape ({x.shape[0]},) or ({x.shape[0]}, {net.out_dim}); got {y.shape}")
-        if not np.all(np.isfinite(y)):
-            raise ValueError("y contains NaN or inf values")
-        y = y.astype(x.dtype)
-    return jnp.asarray(x), jnp.asarray(y)
-
-
 def curvature(
     net: Network,
     params: Params,
     x,
     y,
-    likelihood: str | Likelihood = "classification",
+    likelihood: Likelihood | str = "categorical",
     *,
     kind: str = "kfac",
     fisher: str = "ggn",
-    sigma_noise: float = 1.0,
     batch_size: int = 256,
 ) -> tuple[Diag | Kron, jax.Array]:
     """The curvature of ``Σ_n −ln p(y_n | f(x_n; params))`` and ``ln p(D | params)``.
@@ -287,6 +217,5 @@ def curvature(
         raise ValueError(f"fisher must be one of {FISHERS}; got {fisher!r}")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    lik = as_likelihood(likelihood, sigma_noise)
-    x, y = check_data(net, x, y, lik)
-    return _curvature(net, lik, kind, fisher, int(batch_size), params, x, y)
+    tr = as_training((x, y), net, likelihood)
+    return _curvature(net, tr.likelihood, kind, fisher, int(batch_size), params, jnp.asarray(tr.x), jnp.asarray(tr.y))

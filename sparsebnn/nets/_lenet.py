@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import jax
 
 from ._layers import POOLS, as_batch, check_image_shape, conv, conv_init, dense, dense_init, initializer
-from .base import Layer, Network, activation
-from .wiring import Slot, wire
+from ._base import Layer, Network, activation
+from ._wiring import Slot, wire
 
 PADDINGS = ("VALID", "SAME")
 

@@ -15,7 +15,7 @@ and differs in the slab scale ``ŝ_j``:
   ``s ~ C⁺(0, s0)`` per layer ("L.s"), ``c = c_reg`` (1, or ``"fan_in"``: ``m = fan_in + 1``).
 
 π_L is fixed (``pi=0.5``, or ``{layer: π}``) or the theory-driven choice (``pi="theory"``, see
-:mod:`sparsebnn.priors.inclusion`). Non-prunable layers (the output layer) get the slab alone:
+:func:`sparsebnn.priors.theory_inclusion`). Non-prunable layers (the output layer) get the slab alone:
 the same scale hierarchy, no indicator (``z ≡ 1``).
 """
 
@@ -28,11 +28,12 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from sparsebnn.nets.base import Layer, Network
+from sparsebnn import sites
+from sparsebnn.nets import Layer, Network
 
-from .base import Prior, layer_weights, positive
-from .horseshoe import capped_scale
-from .inclusion import inclusion_probs
+from ._base import Prior, layer_weights, positive
+from ._horseshoe import capped_scale
+from ._inclusion import inclusion_probs
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -64,8 +65,8 @@ class SpikeSlab(Prior):
         if not layer.prunable:
             return layer_weights(layer, shape, scale, self.centered)
         pi = context["pi"][L]
-        z = numpyro.sample(f"{L}.z", dist.Bernoulli(probs=pi).expand((layer.n_nodes,)))
-        slab = layer_weights(layer, shape, scale, self.centered, gate=f"{L}.z")
+        z = numpyro.sample(sites.indicator(L), dist.Bernoulli(probs=pi).expand((layer.n_nodes,)))
+        slab = layer_weights(layer, shape, scale, self.centered, gate=sites.indicator(L))
         return {"w": slab["w"] * z, "b": slab["b"] * z}
 
 

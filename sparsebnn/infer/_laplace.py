@@ -1,4 +1,9 @@
-"""Laplace approximation with marginal-likelihood learning of the prior precision (Immer et al. 2021; SpaM).
+"""Laplace approximation with marginal-likelihood learning of the prior precision (Immer et al. 2021; SpaM;
+``docs/laplace.md``).
+
+    post = laplace(net, priors.Gaussian(learn="layer"), data, curvature="diag")
+    post.predict(x)                      # (n_samples, N, out): the linearised (GLM) predictive
+    post.gaussian_factors()              # MAP, diag (H + P_h)⁻¹, 1 / P_h: for BMR and OPD
 
 MAP training under a zero-mean Gaussian prior ``θ ~ N(0, P_h⁻¹)`` with Adam; every ``marglik_every``
 epochs (after ``marglik_burnin``) the curvature ``H`` of the log-likelihood is recomputed on the
@@ -8,7 +13,9 @@ training set at the current θ and a few Adam steps on the log prior precision `
                = ln p(D | θ*) + ½ ln |P_h| − ½ θ*ᵀ P_h θ* − ½ ln |H + P_h|.
 
 ``H`` is the GGN (default) or the empirical Fisher, as the exact diagonal or KFAC (see
-:mod:`.curvature`). Prior precision structures (:data:`STRUCTURES`), for a layer with
+:func:`sparsebnn.infer.curvature`). The prior is a :class:`sparsebnn.priors.Gaussian`: its ``learn``
+field names the learned structure (None: the precision ``1/σ0²`` stays fixed). Structures
+(:data:`sparsebnn.priors.STRUCTURES`), for a layer with
 ``W̃ = [w.reshape(-1, n); b]``:
 
 * ``scalar``: one precision for every parameter; ``layer``: one per layer;
@@ -29,6 +36,7 @@ otherwise. Sampling and marginal variances use the same approximate posterior.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -40,11 +48,16 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ..data import epoch_indices
-from ..nets.base import Network, Params
-from .curvature import FISHERS, KINDS, Diag, Kron, Likelihood, _curvature, as_likelihood, check_data
+from sparsebnn.data import as_training, epoch_indices
+from sparsebnn.likelihood import Likelihood
+from sparsebnn.model import BNN
+from sparsebnn.nets import Network, Params
+from sparsebnn.posterior import DRAWS, GaussianFactors, Posterior, check_draws, check_inputs
+from sparsebnn import masks as masks_
+from sparsebnn.priors import STRUCTURES, Gaussian, Prior
 
-STRUCTURES = ("scalar", "layer", "node", "unit", "parameter")
+from ._curvature import FISHERS, KINDS, Diag, Kron, _curvature
+from ._inputs import model_and_data
 
 
 # ----------------------------------------------------------------------------- prior precision
@@ -119,19 +132,50 @@ def prior_precision(net: Network, params: Params, structure: str = "layer", init
 
 @partial(
     jax.tree_util.register_dataclass,
-    data_fields=["params", "prior", "curvature", "log_lik", "history"],
-    meta_fields=["likelihood"],
+    data_fields=["params", "precision", "curvature", "log_lik", "history"],
+    meta_fields=["net", "prior", "likelihood", "n_data"],
 )
 @dataclass(frozen=True)
-class LaplacePosterior:
-    """``N(params, (H + P_h)⁻¹)``: MAP ``params``, learned ``prior``, ``curvature`` H and ``ln p(D | params)``."""
+class LaplacePosterior(Posterior):
+    """``N(params, (H + P_h)⁻¹)``: MAP ``params``, learned prior ``precision``, ``curvature`` H, ``ln p(D | params)``.
+
+    ``history``: per marginal-likelihood update ``epoch``, ``loss``, ``log_marglik``; ``net``, ``prior`` (the
+    :class:`~sparsebnn.priors.Gaussian` it started from), ``likelihood`` and ``n_data`` describe the fit.
+    """
 
     params: Params
-    prior: PriorPrecision
+    precision: PriorPrecision
     curvature: Diag | Kron
     log_lik: jax.Array
     history: dict
+    net: Network
+    prior: Prior
     likelihood: Likelihood
+    n_data: int
+
+    def sample_params(self, key: jax.Array | None = None, n: int = DRAWS, masks=None) -> Params:
+        """``n`` draws ``θ* + δ``, ``δ ~ N(0, (H + P_h)⁻¹)`` (leading axis ``n``), pruned by ``masks``."""
+        key = jax.random.key(0) if key is None else key
+        draws = _sample(key, self, check_draws(n, "n"))
+        return draws if masks is None else jax.vmap(lambda p: masks_.apply(p, masks))(draws)
+
+    def predict(self, x, key: jax.Array | None = None, n_samples: int = DRAWS, masks=None,
+                linearized: bool = True) -> jax.Array:
+        """Network outputs ``(n_samples, N, out_dim)``: ``linearized`` (default) the GLM predictive
+        ``f(x; θ*) + J(x) δ`` (Immer et al. 2021), else the network at sampled parameters. ``masks`` zero
+        the pruned coordinates of both ``θ*`` and ``δ``."""
+        x = check_inputs(self.net, x)
+        key = jax.random.key(0) if key is None else key
+        m = None if masks is None else masks_.to_weights(self.net, masks, like=self.params)
+        return _predictive_samples(key, self, x, check_draws(n_samples), bool(linearized), m)
+
+    def gaussian_factors(self) -> GaussianFactors:
+        """Every layer's MAP as the mean, the diagonal of ``(H + P_h)⁻¹`` as the variance, ``1/P_h`` as the prior variance."""
+        names = [layer.name for layer in self.net.layers]
+        pick = lambda tree: {n: {"w": tree[n]["w"], "b": tree[n]["b"]} for n in names}  # noqa: E731
+        prec = self.precision.precision(self.params)
+        return GaussianFactors(pick(self.params), pick(marginal_variance(self)),
+                               jax.tree_util.tree_map(lambda p: 1.0 / p, pick(prec)))
 
 
 def _to_mat(w, b):
@@ -181,12 +225,12 @@ def _log_marglik(params, prior: PriorPrecision, curv, eig, log_lik) -> jax.Array
 def log_marglik(post: LaplacePosterior, prior: PriorPrecision | None = None) -> jax.Array:
     """The Laplace log marginal likelihood ``ln p(D | h)`` (of ``prior``, default the posterior's own)."""
     eig = _eig(post.curvature) if isinstance(post.curvature, Kron) else None
-    return _log_marglik(post.params, post.prior if prior is None else prior, post.curvature, eig, post.log_lik)
+    return _log_marglik(post.params, post.precision if prior is None else prior, post.curvature, eig, post.log_lik)
 
 
 def posterior_precision(post: LaplacePosterior) -> Params:
     """The diagonal of the posterior precision ``H + P_h`` (KFAC: ``diag(A) diag(G)ᵀ + D``), like params."""
-    prec = post.prior.precision(post.params)
+    prec = post.precision.precision(post.params)
     curv = post.curvature
     if isinstance(curv, Diag):
         return jax.tree.map(jnp.add, curv.h, prec)
@@ -199,7 +243,7 @@ def posterior_precision(post: LaplacePosterior) -> Params:
 
 def marginal_variance(post: LaplacePosterior) -> Params:
     """The diagonal of the posterior covariance ``(H + P_h)⁻¹`` (KFAC: of the eigenbasis approximation)."""
-    prec = post.prior.precision(post.params)
+    prec = post.precision.precision(post.params)
     curv = post.curvature
     if isinstance(curv, Diag):
         return jax.tree.map(lambda h, p: 1.0 / (h + p), curv.h, prec)
@@ -213,7 +257,7 @@ def marginal_variance(post: LaplacePosterior) -> Params:
 
 def _noise_to_deviation(post: LaplacePosterior, eig, z: Params) -> Params:
     """Map standard normal noise ``z`` (shaped like params) to a draw from ``N(0, (H + P_h)⁻¹)``."""
-    prec = post.prior.precision(post.params)
+    prec = post.precision.precision(post.params)
     curv = post.curvature
     if isinstance(curv, Diag):
         return jax.tree.map(lambda zz, h, p: zz / jnp.sqrt(h + p), z, curv.h, prec)
@@ -232,55 +276,30 @@ def _normal_like(key, params):
     return jax.tree.unflatten(tree, [jax.random.normal(k, t.shape, t.dtype) for k, t in zip(keys, leaves)])
 
 
-def sample(key: jax.Array, post: LaplacePosterior, n_samples: int) -> Params:
-    """``n_samples`` draws of the parameters, stacked on a new leading axis."""
-    if int(n_samples) < 1:
-        raise ValueError(f"n_samples must be >= 1; got {n_samples}")
+def _sample(key: jax.Array, post: LaplacePosterior, n_samples: int) -> Params:
     eig = _eig(post.curvature) if isinstance(post.curvature, Kron) else None
 
     def one(k):
         dev = _noise_to_deviation(post, eig, _normal_like(k, post.params))
         return jax.tree.map(jnp.add, post.params, dev)
 
-    return jax.lax.map(one, jax.random.split(key, int(n_samples)))
-
-
-@partial(jax.jit, static_argnames=("net", "n_samples", "linearized"))
-def _predictive_samples(key, net, post, x, n_samples, linearized):
-    eig = _eig(post.curvature) if isinstance(post.curvature, Kron) else None
-
-    def one(k):
-        dev = _noise_to_deviation(post, eig, _normal_like(k, post.params))
-        if linearized:
-            f0, jd = jax.jvp(lambda p: net.apply(p, x), (post.params,), (dev,))
-            return f0 + jd
-        return net.apply(jax.tree.map(jnp.add, post.params, dev), x)
-
     return jax.lax.map(one, jax.random.split(key, n_samples))
 
 
-def predictive_samples(
-    key: jax.Array, net: Network, post: LaplacePosterior, x, n_samples: int = 100, linearized: bool = True
-) -> jax.Array:
-    """Network-output samples ``(n_samples, B, out_dim)`` under the Laplace posterior.
+@partial(jax.jit, static_argnames=("n_samples", "linearized"))
+def _predictive_samples(key, post, x, n_samples, linearized, mask):
+    eig = _eig(post.curvature) if isinstance(post.curvature, Kron) else None
+    keep = (lambda t: t) if mask is None else (lambda t: jax.tree.map(lambda a, m: a * m.astype(a.dtype), t, mask))
+    theta = keep(post.params)
 
-    ``linearized=True``: the GLM predictive ``f(x; θ*) + J(x)(θ − θ*)`` (Immer et al. 2021);
-    ``False``: the network evaluated at sampled parameters.
-    """
-    if int(n_samples) < 1:
-        raise ValueError(f"n_samples must be >= 1; got {n_samples}")
-    x = jnp.asarray(x)
-    if x.ndim < 1 or int(np.prod(x.shape[1:])) != int(np.prod(net.in_shape)):
-        raise ValueError(f"x must have shape (n, *{net.in_shape}); got {x.shape}")
-    return _predictive_samples(key, net, post, x, int(n_samples), bool(linearized))
+    def one(k):
+        dev = keep(_noise_to_deviation(post, eig, _normal_like(k, post.params)))
+        if linearized:
+            f0, jd = jax.jvp(lambda p: post.net.apply(p, x), (theta,), (dev,))
+            return f0 + jd
+        return post.net.apply(jax.tree.map(jnp.add, theta, dev), x)
 
-
-def predictive(key, net: Network, post: LaplacePosterior, x, n_samples: int = 100, linearized: bool = True):
-    """Classification: mean class probabilities ``(B, C)``. Regression: ``(mean, variance)`` incl. the noise σ²."""
-    f = predictive_samples(key, net, post, x, n_samples, linearized)
-    if post.likelihood.kind == "classification":
-        return jax.nn.softmax(f, axis=-1).mean(0)
-    return f.mean(0), f.var(0) + post.likelihood.sigma**2
+    return jax.lax.map(one, jax.random.split(key, n_samples))
 
 
 # ----------------------------------------------------------------------------- MAP training
@@ -339,8 +358,8 @@ def _check_training(epochs, batch_size, lr, n):
 def map_train(
     net: Network,
     params: Params,
-    train,
-    likelihood: str | Likelihood = "classification",
+    data,
+    likelihood: Likelihood | str | None = None,
     *,
     prior_prec: float | Params = 1.0,
     epochs: int = 10,
@@ -348,15 +367,15 @@ def map_train(
     lr: float = 1e-3,
     seed: int = 0,
     mask: Params | None = None,
-    sigma_noise: float = 1.0,
 ) -> tuple[Params, jax.Array]:
     """MAP training with Adam under a fixed Gaussian prior precision (scalar or shaped like params).
 
-    With a 0/1 ``mask`` (shaped like params) masked entries stay exactly zero (masked Adam, used for
-    fine-tuning after pruning). Returns the parameters and the mean loss of every epoch.
+    ``data`` and ``likelihood`` as in :func:`laplace`. With a 0/1 ``mask`` (shaped like params) masked
+    entries stay exactly zero (masked Adam, used for fine-tuning after pruning). Returns the
+    parameters and the mean loss of every epoch.
     """
-    lik = as_likelihood(likelihood, sigma_noise)
-    x, y = check_data(net, *train, lik)
+    tr = as_training(data, net, likelihood)
+    x, y = jnp.asarray(tr.x), jnp.asarray(tr.y)
     _check_training(epochs, batch_size, lr, x.shape[0])
     if isinstance(prior_prec, (int, float)):
         if not (math.isfinite(prior_prec) and prior_prec >= 0):
@@ -371,7 +390,8 @@ def map_train(
         params = jax.tree.map(jnp.multiply, params, mask)
     lr, batch_size, epochs = float(lr), int(batch_size), int(epochs)
     opt_state = optax.adam(lr).init(params)
-    params, _, losses = _run_epochs(net, lik, lr, batch_size, epochs, params, opt_state, prior_prec, mask, x, y, jax.random.PRNGKey(seed))
+    params, _, losses = _run_epochs(net, tr.likelihood, lr, batch_size, epochs, params, opt_state, prior_prec, mask,
+                                    x, y, jax.random.key(seed))
     return params, losses
 
 
@@ -380,7 +400,8 @@ def map_train(
 
 @partial(jax.jit, static_argnames=("lr", "n_steps"))
 def _fit_prior(lr, n_steps, params, prior, curv, log_lik, opt_state, n_data):
-    """``n_steps`` Adam steps on ``−ln p(D | h) / N`` over ``prior.log_prec``: ``(prior, opt_state, ln p(D | h))``."""
+    """``n_steps`` Adam steps on ``−ln p(D | h) / N`` over ``prior.log_prec``, keeping the best iterate seen:
+    ``(prior, opt_state, ln p(D | h))`` of the iterate with the highest ``ln p(D | h)`` (the last on ties)."""
     optimizer = optax.adam(lr)
     eig = _eig(curv) if isinstance(curv, Kron) else None
 
@@ -389,42 +410,48 @@ def _fit_prior(lr, n_steps, params, prior, curv, log_lik, opt_state, n_data):
         return -_log_marglik(params, p, curv, eig, log_lik) / n_data
 
     def step(carry, _):
-        lp, opt_state = carry
-        g = jax.grad(objective)(lp)
+        lp, opt_state, best, best_value = carry
+        value, g = jax.value_and_grad(objective)(lp)
+        better = value <= best_value
+        best = jax.tree.map(lambda a, b: jnp.where(better, a, b), lp, best)
+        best_value = jnp.where(better, value, best_value)
         updates, opt_state = optimizer.update(g, opt_state, lp)
-        return (optax.apply_updates(lp, updates), opt_state), None
+        return (optax.apply_updates(lp, updates), opt_state, best, best_value), None
 
-    (lp, opt_state), _ = jax.lax.scan(step, (prior.log_prec, opt_state), None, length=n_steps)
+    init = (prior.log_prec, opt_state, prior.log_prec, jnp.asarray(jnp.inf, jnp.result_type(log_lik, float)))
+    (lp, opt_state, best, best_value), _ = jax.lax.scan(step, init, None, length=n_steps)
+    last = objective(lp)
+    keep_last = last <= best_value
+    lp = jax.tree.map(lambda a, b: jnp.where(keep_last, a, b), lp, best)
     new = PriorPrecision(lp, prior.structure, prior.layers)
-    return new, opt_state, _log_marglik(params, new, curv, eig, log_lik)
+    return new, opt_state, -jnp.minimum(last, best_value) * n_data
 
 
-def optimize_prior(post: LaplacePosterior, n_data: int, steps: int = 100, lr: float = 0.1) -> LaplacePosterior:
-    """Post-hoc: ``steps`` Adam steps on the log prior precision maximising :func:`log_marglik`."""
-    if int(steps) < 1 or not (math.isfinite(lr) and lr > 0) or int(n_data) < 1:
-        raise ValueError(f"need steps >= 1, lr > 0, n_data >= 1; got {steps}, {lr}, {n_data}")
-    opt_state = optax.adam(float(lr)).init(post.prior.log_prec)
-    prior, _, _ = _fit_prior(float(lr), int(steps), post.params, post.prior, post.curvature, post.log_lik, opt_state, n_data)
-    return LaplacePosterior(post.params, prior, post.curvature, post.log_lik, post.history, post.likelihood)
+def optimize_prior(post: LaplacePosterior, steps: int = 100, lr: float = 0.1) -> LaplacePosterior:
+    """Post-hoc: ``steps`` Adam steps on the log prior precision maximising :func:`log_marglik`; the best iterate."""
+    if int(steps) < 1 or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"need steps >= 1 and lr > 0; got {steps}, {lr}")
+    opt_state = optax.adam(float(lr)).init(post.precision.log_prec)
+    prec, _, _ = _fit_prior(float(lr), int(steps), post.params, post.precision, post.curvature, post.log_lik, opt_state,
+                            post.n_data)
+    return dataclasses.replace(post, precision=prec)
 
 
 def laplace(
-    net: Network,
-    train,
-    likelihood: str | Likelihood = "classification",
+    net: Network | BNN,
+    prior: Prior | None = None,
+    data=None,
     *,
-    prior_structure: str = "layer",
+    likelihood: Likelihood | str | None = None,
     curvature: str = "kfac",
     fisher: str = "ggn",
     epochs: int = 100,
     batch_size: int = 128,
     lr: float = 1e-3,
-    prior_init: float = 1.0,
     marglik_every: int = 5,
     marglik_burnin: int = 10,
     hyper_steps: int = 50,
     hyper_lr: float = 0.1,
-    sigma_noise: float = 1.0,
     curvature_batch_size: int = 256,
     seed: int = 0,
     params: Params | None = None,
@@ -432,18 +459,36 @@ def laplace(
 ) -> LaplacePosterior:
     """MAP training with online marginal-likelihood learning of the prior precision, then the Laplace posterior.
 
-    ``train``: ``(x, y)`` (or a ``data.Split``). Training runs in chunks of ``marglik_every`` epochs
-    (one jitted ``lax.scan`` each); after every chunk ending at or after ``marglik_burnin`` epochs the
-    curvature is recomputed over the training set and ``hyper_steps`` Adam steps (rate ``hyper_lr``)
-    update the log prior precision. The returned posterior holds the final MAP, prior and curvature
-    and ``history`` (``epoch``, ``loss``, and the ``log_marglik`` after each prior update).
+    Args:
+      net: the :class:`~sparsebnn.nets.Network`, or a :class:`~sparsebnn.model.BNN` (then ``laplace(model, data)``).
+      prior: a :class:`~sparsebnn.priors.Gaussian` without scale hyperprior or spikes; ``learn`` names the
+        structure of the learned precision (module docstring), None keeps ``1/σ0²`` fixed.
+      data: a :class:`~sparsebnn.data.Dataset` (its train split), a ``Split`` or an ``(x, y)`` pair.
+      likelihood: a :class:`~sparsebnn.likelihood.Likelihood` with a known noise, or ``"categorical"``.
+      curvature: ``"kfac"`` or ``"diag"`` (exact diagonal); ``fisher``: ``"ggn"`` or ``"ef"``.
+      epochs, batch_size, lr: MAP training with Adam.
+      marglik_every, marglik_burnin: every ``marglik_every`` epochs from ``marglik_burnin`` on, the curvature is
+        recomputed over the training set and ``hyper_steps`` Adam steps (rate ``hyper_lr``) update the log
+        prior precision (keeping the best iterate).
+      curvature_batch_size: examples per curvature pass.
+      seed: the run's seed; ``params``: the starting parameters (default ``net.init``).
+      progress: show a progress bar.
+
+    Returns the :class:`LaplacePosterior` of the final MAP, precision and curvature, with ``history``
+    (``epoch``, ``loss``, and the ``log_marglik`` after each prior update).
     """
-    lik = as_likelihood(likelihood, sigma_noise)
+    model, tr = model_and_data(net, prior, data, likelihood)
+    net, prior, lik = model.net, model.prior, model.likelihood
+    if not isinstance(prior, Gaussian) or prior.scale_prior is not None or prior.variance is not None:
+        raise ValueError(f"laplace needs a priors.Gaussian without scale_prior or variance (learn= names the learned "
+                         f"precision structure); got {prior!r}")
+    if lik.kind == "gaussian" and lik.learned:
+        raise ValueError("laplace needs a known noise sd: Likelihood('gaussian', noise=σ) with σ a number")
     if curvature not in KINDS:
         raise ValueError(f"curvature must be one of {KINDS}; got {curvature!r}")
     if fisher not in FISHERS:
         raise ValueError(f"fisher must be one of {FISHERS}; got {fisher!r}")
-    x, y = check_data(net, *train, lik)
+    x, y = jnp.asarray(tr.x), jnp.asarray(tr.y)
     n = x.shape[0]
     _check_training(epochs, batch_size, lr, n)
     for name, v in (("marglik_every", marglik_every), ("hyper_steps", hyper_steps), ("curvature_batch_size", curvature_batch_size)):
@@ -451,14 +496,14 @@ def laplace(
             raise ValueError(f"{name} must be >= 1; got {v}")
     if int(marglik_burnin) < 0 or not (math.isfinite(hyper_lr) and hyper_lr > 0):
         raise ValueError(f"need marglik_burnin >= 0 and hyper_lr > 0; got {marglik_burnin}, {hyper_lr}")
-    key_init, key_train = jax.random.split(jax.random.PRNGKey(seed))
+    key_init, key_train = jax.random.split(jax.random.key(seed))
     if params is None:
         params = net.init(key_init)
     params = jax.tree.map(lambda t: jnp.asarray(t, x.dtype), params)
-    prior = prior_precision(net, params, prior_structure, prior_init)
+    prec = prior_precision(net, params, prior.learn or "scalar", 1.0 / prior.sigma0**2)
 
     lr, hyper_lr, batch_size = float(lr), float(hyper_lr), int(batch_size)
-    opt_state, hyper_state = optax.adam(lr).init(params), optax.adam(hyper_lr).init(prior.log_prec)
+    opt_state, hyper_state = optax.adam(lr).init(params), optax.adam(hyper_lr).init(prec.log_prec)
     hyper = partial(_fit_prior, hyper_lr, int(hyper_steps))
     curv_fn = partial(_curvature, net, lik, curvature, fisher, int(curvature_batch_size))
     history = {"epoch": [], "loss": [], "log_marglik": []}
@@ -468,13 +513,13 @@ def laplace(
         while done < epochs:
             k = min(int(marglik_every), int(epochs) - done)
             key_train, sub = jax.random.split(key_train)
-            params, opt_state, losses = _run_epochs(net, lik, lr, batch_size, k, params, opt_state, prior, None, x, y, sub)
+            params, opt_state, losses = _run_epochs(net, lik, lr, batch_size, k, params, opt_state, prec, None, x, y, sub)
             done += k
             curv = None
             lml = np.nan
-            if done >= marglik_burnin:
+            if done >= marglik_burnin and prior.learn is not None:
                 curv, log_lik = curv_fn(params, x, y)
-                prior, hyper_state, lml = hyper(params, prior, curv, log_lik, hyper_state, n)
+                prec, hyper_state, lml = hyper(params, prec, curv, log_lik, hyper_state, n)
                 lml = float(lml)
             history["epoch"].append(done)
             history["loss"].append(float(losses[-1]))
@@ -484,4 +529,8 @@ def laplace(
     if curv is None:
         curv, log_lik = curv_fn(params, x, y)
     history = {k_: np.asarray(v) for k_, v in history.items()}
-    return LaplacePosterior(params, prior, curv, log_lik, history, lik)
+    return LaplacePosterior(params, prec, curv, log_lik, history, net, prior, lik, n)
+
+
+__all__ = ["LaplacePosterior", "PriorPrecision", "laplace", "log_marglik", "map_train", "marginal_variance",
+           "optimize_prior", "posterior_precision", "prior_precision"]

@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 
 from ._layers import Normal, as_batch, check_image_shape, conv, conv_init, dense, dense_init, initializer
-from .base import Layer, Network, activation
-from .wiring import Slot, wire
+from ._base import Layer, Network, activation
+from ._wiring import Slot, wire
 
 _PAD = ((1, 1), (1, 1))
 

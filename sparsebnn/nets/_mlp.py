@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import jax
 
 from ._layers import as_batch, dense, dense_init, initializer
-from .base import Layer, Network, activation
-from .wiring import Slot, wire
+from ._base import Layer, Network, activation
+from ._wiring import Slot, wire
 
 
 def mlp(widths: Sequence[int], act: str = "relu", name: str = "mlp") -> Network:

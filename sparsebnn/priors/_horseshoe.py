@@ -24,9 +24,10 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from sparsebnn.nets.base import Layer
+from sparsebnn import sites
+from sparsebnn.nets import Layer
 
-from .base import Prior, layer_weights, normal_site, positive
+from ._base import Prior, layer_weights, normal_site, positive
 
 
 def capped_scale(scale, c):
@@ -70,5 +71,5 @@ class RegularizedHorseshoe(Prior):
         out = {}
         for k in ("w", "b"):
             lam = numpyro.sample(f"{L}.lambda_{k}", dist.HalfCauchy(1.0).expand(shape[k]))
-            out[k] = normal_site(f"{L}.{k}", shape[k], capped_scale(tau * lam, c), self.centered)
+            out[k] = normal_site(sites.weight(L, k), shape[k], capped_scale(tau * lam, c), self.centered)
         return out

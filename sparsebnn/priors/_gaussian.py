@@ -6,7 +6,10 @@
 * ``variance`` (for Bayesian model reduction): per-weight prior variances ``{key: subtree}`` for
   any top-level entries of ``params`` (the rest keep ``σ0²``). A variance of exactly 0 is a spike:
   that weight is fixed at 0. Its site stays in the model as an unused ``N(0, 1)`` dummy, so the
-  model stays proper (NUTS-safe) and the evidence is unchanged.
+  model stays proper (NUTS-safe) and the evidence is unchanged;
+* ``learn`` (for :func:`sparsebnn.infer.laplace`): the structure of a prior precision learned by
+  maximising the Laplace marginal likelihood (``"scalar"``, ``"layer"``, ``"node"``, ``"unit"``,
+  ``"parameter"``; ``docs/laplace.md``), starting from ``1/σ0²``. SVI and NUTS do not learn it.
 """
 
 from __future__ import annotations
@@ -20,9 +23,14 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from sparsebnn.nets.base import Layer, Network, Params
+from sparsebnn.nets import Layer, Network, Params
 
-from .base import Prior, layer_weights, leaf_names, normal_site, param_shapes
+from sparsebnn import sites
+from sparsebnn.sites import leaf_names
+
+from ._base import Prior, layer_weights, normal_site, param_shapes
+
+STRUCTURES = ("scalar", "layer", "node", "unit", "parameter")  # learnable prior-precision structures
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -33,10 +41,16 @@ class Gaussian(Prior):
     scale_prior: dist.Distribution | None = None
     variance: Mapping | None = None
     centered: bool = True
+    learn: str | None = None
     name = "gaussian"
 
     def __post_init__(self):
         super().__post_init__()
+        if self.learn is not None:
+            if self.learn not in STRUCTURES:
+                raise ValueError(f"learn must be one of {STRUCTURES} (or None: fixed); got {self.learn!r}")
+            if self.scale_prior is not None or self.variance is not None:
+                raise ValueError("learn (a precision learned by the marginal likelihood) excludes scale_prior and variance")
         if self.scale_prior is not None:
             if not isinstance(self.scale_prior, dist.Distribution):
                 raise ValueError(f"scale_prior must be a numpyro Distribution; got {type(self.scale_prior).__name__}")
@@ -71,6 +85,23 @@ class Gaussian(Prior):
                 if not np.all(np.isfinite(v)) or np.any(v < 0):
                     raise ValueError(f"variance[{key!r}].{label} must be finite and >= 0 (0 = spike at zero)")
 
+    def bmr_sites(self, net: Network) -> dict:
+        """As :meth:`Prior.bmr_sites`; centred weights qualify too without a scale hyperprior (prior ``σ0²``
+        or the given ``variance``, whose zeros are spikes)."""
+        if self.scale_prior is not None:
+            return super().bmr_sites(net)
+        spikes = self.variance or {}
+        out = {}
+        for layer in net.layers:
+            out[layer.name] = {}
+            for k in ("w", "b"):
+                v = jnp.asarray(self.sigma0**2 if self.centered else 1.0)
+                if layer.name in spikes:
+                    given = jnp.asarray(spikes[layer.name][k])
+                    v = given if self.centered else jnp.where(given > 0, 1.0, 0.0)
+                out[layer.name][k] = (sites.weight(layer.name, k, self.centered), v)
+        return out
+
     def _spiked(self, name: str, shape: tuple, var) -> jax.Array:
         keep = var > 0
         w = normal_site(name, shape, jnp.sqrt(jnp.where(keep, var, 1.0)), self.centered)
@@ -79,7 +110,7 @@ class Gaussian(Prior):
     def layer_prior(self, layer: Layer, shape: dict, context: dict) -> dict:
         if self.variance is not None and layer.name in self.variance:
             var = self.variance[layer.name]
-            return {k: self._spiked(f"{layer.name}.{k}", shape[k], _floats(var[k])) for k in ("w", "b")}
+            return {k: self._spiked(sites.weight(layer.name, k), shape[k], _floats(var[k])) for k in ("w", "b")}
         scale = self.sigma0
         if self.scale_prior is not None:
             scale = numpyro.sample(f"{layer.name}.scale", self.scale_prior)

@@ -1,4 +1,4 @@
-"""Mean-field guides read off a model's sites, for any prior (DESIGN.md §2, variational family).
+"""Mean-field guides read off a model's sites, for any prior (the variational family of ``docs/svi.md``).
 
 Every latent site of the model gets one independent factor, chosen by its support:
 
@@ -37,7 +37,22 @@ from numpyro import handlers
 from numpyro.distributions.kl import kl_divergence
 from numpyro.distributions.transforms import biject_to
 
-from .concrete import ConcreteBernoulli, concrete
+from ._concrete import ConcreteBernoulli, concrete
+
+
+def loc(site: str) -> str:
+    """The guide parameter holding the location ``μ`` of ``site``'s Gaussian factor."""
+    return f"{site}.loc"
+
+
+def log_scale(site: str) -> str:
+    """The guide parameter holding ``ρ = ln σ`` of ``site``'s Gaussian factor."""
+    return f"{site}.log_scale"
+
+
+def logits(site: str) -> str:
+    """The guide parameter holding the logit ``θ`` of an indicator site's ``Bernoulli(σ(θ))``."""
+    return f"{site}.logits"
 
 
 class Site(NamedTuple):
@@ -129,15 +144,15 @@ class MeanFieldGuide:
         for s in self.sites:
             if s.discrete:
                 logit = np.log(self.init_inclusion / (1 - self.init_inclusion))
-                out[f"{s.name}.logits"] = jnp.full(s.shape, logit, dtype)
+                out[logits(s.name)] = jnp.full(s.shape, logit, dtype)
                 continue
             t = biject_to(s.support)
             v = values.get(s.name)
-            loc = jnp.zeros(s.shape, dtype) if v is None else t.inv(jnp.broadcast_to(jnp.asarray(v, dtype), s.shape))
-            if not bool(jnp.all(jnp.isfinite(loc))):
+            mu = jnp.zeros(s.shape, dtype) if v is None else t.inv(jnp.broadcast_to(jnp.asarray(v, dtype), s.shape))
+            if not bool(jnp.all(jnp.isfinite(mu))):
                 raise ValueError(f"init_values[{s.name!r}] lies outside the support {s.support}")
-            out[f"{s.name}.loc"] = loc
-            out[f"{s.name}.log_scale"] = jnp.full(s.shape, np.log(self.init_scale), dtype)
+            out[loc(s.name)] = mu
+            out[log_scale(s.name)] = jnp.full(s.shape, np.log(self.init_scale), dtype)
         return out
 
     @property
@@ -154,16 +169,16 @@ class MeanFieldGuide:
                 if s.gate is None:
                     numpyro.sample(s.name, fn)
                     continue
-                gate = jax.nn.sigmoid(params[f"{s.gate}.logits"])
+                gate = jax.nn.sigmoid(params[logits(s.gate)])
                 with handlers.scale(scale=jnp.maximum(gate, jnp.finfo(gate.dtype).tiny)):
                     numpyro.sample(s.name, fn)
 
     def factor(self, site: Site, params: Mapping[str, jax.Array], temperature=None) -> dist.Distribution:
         """The guide's distribution of one site under ``params``."""
         if site.discrete:
-            logits = params[f"{site.name}.logits"]
-            return dist.BernoulliLogits(logits) if temperature is None else ConcreteBernoulli(temperature, logits, self.hard)
-        fn = LogScaleNormal(params[f"{site.name}.loc"], params[f"{site.name}.log_scale"])
+            theta = params[logits(site.name)]
+            return dist.BernoulliLogits(theta) if temperature is None else ConcreteBernoulli(temperature, theta, self.hard)
+        fn = LogScaleNormal(params[loc(site.name)], params[log_scale(site.name)])
         return fn if site.support is dist.constraints.real else dist.TransformedDistribution(fn, biject_to(site.support))
 
     def rsample(self, params: Mapping[str, jax.Array], key: jax.Array, temperature=None,
@@ -197,25 +212,25 @@ class MeanFieldGuide:
                 size = math.prod(s.shape)
                 e = eps[start : start + size].reshape(s.shape)
                 start += size
-                v = params[f"{s.name}.loc"] + jnp.exp(params[f"{s.name}.log_scale"]) * e
+                v = params[loc(s.name)] + jnp.exp(params[log_scale(s.name)]) * e
                 out[s.name] = v if s.support is dist.constraints.real else biject_to(s.support)(v)
         if flags:
             u = jax.random.uniform(k_u, (sum(math.prod(s.shape) for s in flags),), dtype, minval=jnp.finfo(dtype).tiny)
             start = 0
             for s in flags:
                 size = math.prod(s.shape)
-                out[s.name] = concrete(params[f"{s.name}.logits"], temperature, u[start : start + size].reshape(s.shape), self.hard)
+                out[s.name] = concrete(params[logits(s.name)], temperature, u[start : start + size].reshape(s.shape), self.hard)
                 start += size
         return out
 
     def inclusion_probs(self, params: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         """``{indicator site: σ(θ)}`` under guide parameters ``params``."""
-        return {s.name: jax.nn.sigmoid(params[f"{s.name}.logits"]) for s in self.sites if s.discrete}
+        return {s.name: jax.nn.sigmoid(params[logits(s.name)]) for s in self.sites if s.discrete}
 
     def normal_factors(self, params: Mapping[str, jax.Array]) -> dict[str, tuple[jax.Array, jax.Array]]:
         """``{site: (μ, σ)}`` of every real-valued site's Gaussian factor ``N(μ, σ²)``."""
-        return {s.name: (params[f"{s.name}.loc"], jnp.exp(params[f"{s.name}.log_scale"]))
+        return {s.name: (params[loc(s.name)], jnp.exp(params[log_scale(s.name)]))
                 for s in self.sites if s.support is dist.constraints.real}
 
 
-__all__ = ["LogScaleNormal", "MeanFieldGuide", "Site", "model_sites"]
+__all__ = ["LogScaleNormal", "MeanFieldGuide", "Site", "loc", "log_scale", "logits", "model_sites"]

@@ -32,8 +32,8 @@ from ._layers import (
     n_patches,
     patch_embed,
 )
-from .base import Layer, Network
-from .wiring import Slot, wire
+from ._base import Layer, Network
+from ._wiring import Slot, wire
 
 _LECUN = math.sqrt(0.5)  # he_normal scale giving variance 1 / fan_in
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from .base import Consumers, Network, Slot
+from ._base import Consumers, Network, Slot
 
 
 def wire(net: Network, consumers: Consumers) -> Network:

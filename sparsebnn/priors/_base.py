@@ -1,57 +1,31 @@
-"""What every prior shares: walking a network's parameters and naming the NumPyro sites.
+"""What every prior shares: walking a network's parameters and registering NumPyro sites.
 
 A prior is a small frozen dataclass of hyperparameters. Called inside a NumPyro model,
-``prior(net, n_data)`` registers sample sites over every parameter of ``net`` and returns the
-*effective* parameters (the pytree ``net.apply`` consumes).
-
-Site-naming contract (guides, posteriors, BMR and MCMC code rely on it):
-
-* weights of layer ``L`` (``params[L] = {"w", "b"}``): ``"L.w"``, ``"L.b"`` when centred
-  (``w ~ N(0, s²)``), or ``"L.w_decentered"``, ``"L.b_decentered"`` when non-centred
-  (``ε ~ N(0, 1)``, ``w = s ε``; the suffix follows ``numpyro.infer.reparam.LocScaleReparam``);
-* parameters outside the network's layers: their pytree path joined by ``"."`` (for example
-  ``"norm_0.scale"``), always ``N(0, σ0²)``;
-* per-layer hyperparameters ``"L.<name>"`` (``"L.tau"``, ``"L.s"``, ``"L.lambda2"``, ...) and node
-  indicators ``"L.z"`` (``(n_nodes,)`` genuine Bernoulli sites).
-
-Weight sites of a node-gated slab carry ``infer={"gate": "L.z"}``: their node's indicator.
+``prior(net, n_data)`` registers sample sites over every parameter of ``net`` (named by
+:mod:`sparsebnn.sites`) and returns the *effective* parameters (the pytree ``net.apply`` consumes).
+Parameters outside the network's layers are always ``N(0, σ0²)``. Weight sites of a node-gated
+slab carry ``infer={"gate": "L.z"}``: their node's indicator. The priors are described in
+``docs/priors.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from typing import ClassVar
 
 import jax
 import numpyro
 import numpyro.distributions as dist
 
-from sparsebnn.nets.base import Layer, Network, Params
-
-DECENTERED = "_decentered"
+from sparsebnn import sites
+from sparsebnn.nets import Layer, Network, Params
+from sparsebnn.sites import leaf_names
 
 
 def param_shapes(net: Network) -> Params:
     """The network's parameter pytree as ``jax.ShapeDtypeStruct`` leaves (no computation)."""
     return jax.eval_shape(net.init, jax.random.key(0))
-
-
-def leaf_names(tree) -> dict[str, tuple]:
-    """``{"a.b.c": path}`` for every leaf of a (nested dict) pytree: the site name of each parameter."""
-    out = {}
-    for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        out[jax.tree_util.keystr(path, simple=True, separator=".")] = tuple(
-            getattr(k, "key", getattr(k, "idx", k)) for k in path
-        )
-    return out
-
-
-def weight_site_path(site: str, names: Mapping[str, tuple]) -> tuple | None:
-    """The params path behind a weight site (``"L.w"`` or ``"L.w_decentered"``), else None."""
-    base = site[: -len(DECENTERED)] if site.endswith(DECENTERED) else site
-    return names.get(base)
 
 
 def normal_site(name: str, shape: tuple, scale, centered: bool = True, gate: str | None = None) -> jax.Array:
@@ -64,7 +38,7 @@ def normal_site(name: str, shape: tuple, scale, centered: bool = True, gate: str
     if centered:
         # expand (not broadcast) keeps per-node scales per node: KLs take ln s once per node
         return numpyro.sample(name, dist.Normal(0.0, scale).expand(shape), infer=infer)
-    eps = numpyro.sample(name + DECENTERED, dist.Normal(0.0, 1.0).expand(shape), infer=infer)
+    eps = numpyro.sample(name + sites.DECENTERED, dist.Normal(0.0, 1.0).expand(shape), infer=infer)
     return scale * eps
 
 
@@ -115,6 +89,21 @@ class Prior:
     def layer_prior(self, layer: Layer, shape: dict, context: dict) -> dict:
         raise NotImplementedError
 
+    def bmr_sites(self, net: Network) -> dict[str, dict[str, tuple[str, jax.Array]]]:
+        """``{layer: {"w" | "b": (site, prior variance)}}``: where Bayesian model reduction reads each layer's weights.
+
+        BMR needs a fixed Gaussian prior on the coordinates it moves to the spike. In non-centred form
+        (``centered=False``) every prior qualifies: the coordinates are the ``ε ~ N(0, 1)`` of
+        ``w = scale · ε``, and ``w = 0`` exactly when ``ε = 0`` (``docs/bmr.md``). ValueError otherwise.
+        """
+        if getattr(self, "centered", True):
+            raise ValueError(
+                f"BMR needs a fixed Gaussian prior on the weight sites: use priors.Gaussian without scale_prior, or "
+                f"centered=False (non-centred weights, prior N(0, 1)); got {self!r}")
+        one = jax.numpy.asarray(1.0)
+        return {layer.name: {k: (sites.weight(layer.name, k, centered=False), one) for k in ("w", "b")}
+                for layer in net.layers}
+
     def other_prior(self, key: str, sub) -> object:
         """``N(0, σ0²)`` on every leaf of a parameter subtree that belongs to no layer."""
         names = leaf_names({key: sub})
@@ -125,7 +114,4 @@ class Prior:
 
 def layer_weights(layer: Layer, shape: dict, scale, centered: bool, gate: str | None = None) -> dict:
     """The ``"L.w"``, ``"L.b"`` sites of a layer with prior sd ``scale`` (scalar or per node, last axis)."""
-    return {
-        "w": normal_site(f"{layer.name}.w", shape["w"], scale, centered, gate),
-        "b": normal_site(f"{layer.name}.b", shape["b"], scale, centered, gate),
-    }
+    return {k: normal_site(sites.weight(layer.name, k), shape[k], scale, centered, gate) for k in ("w", "b")}
