@@ -91,9 +91,7 @@ def _grid_writer(path, tag, n, pause, log=None, reps=2, slow_disk=0.0):
     if log is None:
         run_grid(configs, run, path)
         return
-    from sparsebnn.results import ResultsStore as Store
-
-    store = Store(path)
+    store = ResultsStore(path)
     for cfg in configs:
         if not store.done(cfg):
             store.add(cfg, run(cfg))
