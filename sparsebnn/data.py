@@ -18,6 +18,7 @@ else ``~/.cache/sparsebnn``; MNIST in ``<folder>/mnist/``, Fashion-MNIST in
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
 import zlib
@@ -190,12 +191,24 @@ def from_arrays(
 ) -> Dataset:
     """A :class:`Dataset` from one pool of examples: seeded train/val/test split, then standardisation.
 
-    ``x`` is ``(n, features...)`` (images ``(n, h, w, c)`` or flat with ``image_shape`` given);
-    ``n_classes`` defaults to ``max(y) + 1`` for classification.
+    ``x`` is ``(n, features...)`` (images ``(n, h, w, c)`` or flat with ``image_shape`` given).
+    Classification labels lie in ``0..n_classes - 1``; without ``n_classes`` every one of
+    ``0..max(y)`` must occur (``n_classes = max(y) + 1``), so a stray or non-contiguous label is
+    an error rather than a class with no examples: pass ``n_classes`` when classes are absent on
+    purpose, or relabel with ``np.unique(y, return_inverse=True)``.
     """
     x, y = np.asarray(x), np.asarray(y)
-    if task == "classification" and n_classes is None and y.size and _integer_valued(y):
-        n_classes = int(np.max(y)) + 1
+    if x.ndim == 0 or len(x) == 0 or y.size == 0:
+        raise ValueError(f"x and y hold no examples (x shape {x.shape}, y shape {y.shape}); need at least one row")
+    if task == "classification" and n_classes is None and _integer_valued(y) and y.min() >= 0:
+        labels = np.unique(y)
+        if labels[-1] + 1 != len(labels):
+            absent = np.setdiff1d(np.arange(len(labels)), labels)[:5]  # non-empty: L distinct labels, max >= L
+            raise ValueError(f"y labels must be 0..K-1 with every class present; got {len(labels)} distinct labels, "
+                             f"the largest {labels[-1]:g}, none equal to {', '.join(f'{a:g}' for a in absent)}. "
+                             "Pass n_classes if classes are absent on purpose, or relabel with "
+                             "np.unique(y, return_inverse=True)")
+        n_classes = len(labels)
     if task == "regression":
         n_classes = None
     pool = _as_split(x, y, task, n_classes, "")
@@ -309,9 +322,9 @@ def read_idx(path: str | os.PathLike, dataset: str = "mnist") -> np.ndarray:
     head = 4 + 4 * ndim
     if len(raw) < head:
         raise _corrupt(dataset, path, "header truncated")
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">i4", ndim, 4))
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))  # exact Python ints: no overflow
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = head + int(np.prod(shape)) * dtype.itemsize
+    expected = head + math.prod(shape) * dtype.itemsize
     if len(raw) != expected:
         raise _corrupt(dataset, path, f"header says shape {shape} ({expected} bytes) but the file has {len(raw)} bytes")
     return np.frombuffer(raw, dtype, offset=head).reshape(shape).astype(dtype.newbyteorder("="))

@@ -115,7 +115,10 @@ def brier(probs, y) -> float:
 def ece(probs, y, n_bins: int = 10, binning: str = "width") -> float:
     """Expected calibration error of the top-class confidence.
 
-    ``binning="width"``: bins ``((b-1)/M, b/M]``; ``"mass"``: the points sorted by confidence and cut
+    ``ECE = Σ_b |B_b| / N · |acc(B_b) − conf(B_b)|``. ``binning="width"``: bins ``((b-1)/M, b/M]``
+    (Guo et al. 2017), the first one closed at 0; the edges are the doubles nearest ``k/M``
+    (``k / M`` is correctly rounded), so a confidence equal to one of them lies on that edge and every
+    other confidence is binned by its exact value. ``"mass"``: the points sorted by confidence and cut
     into ``M`` chunks whose sizes differ by at most one (``np.array_split``). Empty bins contribute 0.
     """
     p = _probs(probs)
@@ -128,8 +131,8 @@ def ece(probs, y, n_bins: int = 10, binning: str = "width") -> float:
         raise ValueError("ece needs at least one prediction")
     conf, correct = p.max(axis=1), (p.argmax(axis=1) == y).astype(np.float64)
     if binning == "width":
-        edges = np.linspace(0.0, 1.0, n_bins + 1)
-        bins = np.digitize(conf, edges[1:-1], right=True)  # edges[b-1] < conf <= edges[b]
+        edges = np.arange(1, n_bins) / n_bins  # not linspace: k · fl(1/M) can miss the double nearest k/M
+        bins = np.searchsorted(edges, conf, side="left")  # edges[b-1] < conf <= edges[b]
     else:
         bins = np.empty(len(conf), np.int64)
         for b, idx in enumerate(np.array_split(np.argsort(conf, kind="stable"), n_bins)):

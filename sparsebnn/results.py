@@ -1,57 +1,198 @@
-"""Tidy results tables: atomic writes and resumable runs.
+"""Tidy results tables, safe under resume, overwrite, concurrent writers and kills.
 
-A results table is a CSV with one row per run (config columns + metric columns). Rows are
-appended through :class:`ResultsStore`, which rewrites the file atomically (write to a temporary
-file in the same folder, then ``os.replace``), so an interrupted run never leaves a half-written
-table and every finished configuration survives. ``store.done(config)`` tells a resumed run
-which configurations to skip.
+A results table is one CSV with one row per run: configuration columns, metric columns,
+``config_key`` (the canonical configuration, :func:`config_key`) and the package versions.
+Rows are added through :class:`ResultsStore`; ``store.done(config)`` tells a resumed run which
+configurations to skip.
+
+Guarantees:
+
+* **Atomic files.** Every file is written by :func:`atomic_write`: a temporary file in the same
+  folder, flushed to disk, then ``os.replace`` d over the target, so a reader or a killed writer
+  never sees a half-written file. A new file gets the mode the umask allows (``0o666 & ~umask``);
+  a replaced file keeps its mode.
+* **Concurrent writers merge.** Each change of a file is made under an exclusive advisory lock
+  (``flock`` on ``.<name>.lock`` beside it, plus a thread lock within one process); adding rows
+  re-reads the table under the lock, replaces the rows of the same configuration and writes the
+  merge. We chose one locked table over one row file per configuration merged on read because the
+  table stays a single, always complete CSV that every reader (pandas, ``paper_figures``, a
+  spreadsheet) sees whole with no merge step, and a lock suffices for the coming use: Dask tasks
+  (threads or processes, on one or several machines sharing a folder — ``flock`` is honoured
+  across NFS clients) each adding their rows. The kernel drops the lock of a killed process, so a
+  kill never leaves a stale lock; a retried task adds the same configuration again and so
+  replaces, never duplicates, its rows.
+* **No stray temporaries.** Temporaries of a file are created only under its lock, so any found
+  while holding the lock (``.<name>.XXXXXXXX.tmp``) were left by a killed writer and are removed.
+* **Nothing lost on overwrite.** ``ResultsStore(path, overwrite=True)`` recomputes every
+  configuration but replaces each one's rows only when its new rows are added; an interrupted
+  overwrite keeps the old rows of the configurations it has not reached.
+
+The file system must support ``flock`` (local disks, NFS); on one that does not, writing fails
+with an error saying so.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import json
 import os
 import platform
-import tempfile
-from collections.abc import Callable, Mapping
+import re
+import secrets
+import stat
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
+from typing import IO
 
 import pandas as pd
 
 _VERSIONED = ("sparsebnn", "jax", "jaxlib", "numpyro", "optax", "arviz", "numpy", "scipy")
 
 
-def versions() -> dict[str, str]:
-    """Versions of Python and the packages that determine the numbers, for the results table."""
+@functools.cache
+def _versions() -> tuple[tuple[str, str], ...]:
     out = {"python": platform.python_version()}
     for name in _VERSIONED:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "absent"
-    return out
+    return tuple(out.items())
 
 
-def atomic_write(path: str | os.PathLike, write: Callable, *, binary: bool = False) -> Path:
-    """Write a file atomically: ``write(fh)`` into a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages that determine the numbers, for the results table."""
+    return dict(_versions())
+
+
+# ----------------------------------------------------------------------------- atomic, locked files
+
+
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock of ``path`` (``flock`` on ``.<name>.lock``), removing the lock file after.
+
+    The lock file is removed while still held; a process that was waiting on it finds on waking
+    that the file it locked is no longer the one at that name, and tries again.
+    """
+    lock = path.with_name(f".{path.name}.lock")
+    with _THREAD_LOCKS.setdefault(os.path.abspath(lock), threading.Lock()):
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                current = os.stat(lock)
+            except FileNotFoundError:
+                os.close(fd)
+                continue
+            except OSError as e:
+                os.close(fd)
+                raise OSError(e.errno, f"cannot lock {lock} (does this file system support file locks?): "
+                              f"{e.strerror}") from None
+            if os.path.samestat(current, os.fstat(fd)):
+                break
+            os.close(fd)
+        try:
+            yield
+        finally:
+            try:
+                os.unlink(lock)
+            finally:
+                os.close(fd)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove ``.<name>.XXXXXXXX.tmp`` beside ``path``: left by killed writers (call under the lock)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    for entry in os.scandir(path.parent):
+        if pattern.fullmatch(entry.name):
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+
+
+def _replace(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write through ``write(binary file)`` to a temporary file, then ``os.replace`` it over ``path``."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode: 0o666 & ~umask
+            break
+        except FileExistsError:
+            continue
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as fh:
+        with os.fdopen(fd, "wb") as fh:
             write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # a replaced file keeps its mode
+        except FileNotFoundError:
+            pass
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
+    """Write ``path`` atomically: ``write`` fills a binary file object, which then replaces ``path``.
+
+    The folder is created if needed; the write happens under the file's lock, after removing
+    temporaries that killed writers left; a new file's mode follows the umask, a replaced file
+    keeps its mode. E.g. ``atomic_write(p, lambda fh: np.savez(fh, **arrays))``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        _remove_stale_temporaries(path)
+        _replace(path, write)
     return path
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``df`` as CSV atomically (temporary file + rename in the same directory)."""
+    """Write ``df`` as CSV atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda fh: df.to_csv(fh, index=False))
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A results table (an empty frame when the file does not exist); ValueError naming a file that is not CSV."""
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except ValueError as e:  # pandas' ParserError, UnicodeDecodeError
+        raise ValueError(f"results table {path} is not a readable CSV file ({e}). Delete it or move it "
+                         "aside to recompute its rows, or choose another output folder.") from None
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and create + remove a probe file in it; ValueError saying why not."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe.{secrets.token_hex(4)}"
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as e:
+        why = "a file is in the way" if isinstance(e, (FileExistsError, NotADirectoryError)) else e.strerror
+        raise ValueError(f"cannot write results in {folder}: {why} ({e.filename}). "
+                         "Choose another output folder.") from None
+    return folder
+
+
+# ----------------------------------------------------------------------------- results store
 
 
 def config_key(config: Mapping) -> str:
@@ -60,27 +201,48 @@ def config_key(config: Mapping) -> str:
 
 
 class ResultsStore:
-    """An append-only, atomically rewritten results table keyed by run configuration.
+    """A results table keyed by run configuration, merged with other writers on every add.
 
     >>> store = ResultsStore("results/svi.csv")            # doctest: +SKIP
     >>> if not store.done(cfg): store.add(cfg, metrics)    # doctest: +SKIP
+
+    ``overwrite=True``: :meth:`done` counts only configurations added through this store, so every
+    configuration is recomputed, and each one's old rows stay until its new rows replace them.
     """
 
     def __init__(self, path: str | os.PathLike, overwrite: bool = False):
         self.path = Path(path)
-        if overwrite and self.path.exists():
-            self.path.unlink()
-        self.table = pd.read_csv(self.path) if self.path.exists() else pd.DataFrame()
-        self._keys = set(self.table["config_key"]) if "config_key" in self.table else set()
+        check_writable(self.path.parent)
+        self.overwrite = overwrite
+        self._added: set[str] = set()
+        self._load(read_table(self.path))
+
+    def _load(self, table: pd.DataFrame) -> None:
+        if not table.empty and "config_key" not in table:
+            raise ValueError(f"{self.path} has no config_key column: it is not a table a ResultsStore "
+                             "wrote. Move it aside or choose another output folder.")
+        self.table = table
+        self._keys = set(table["config_key"]) if "config_key" in table else set()
 
     def done(self, config: Mapping) -> bool:
-        return config_key(config) in self._keys
+        """Whether ``config`` has rows (with ``overwrite``: rows added through this store)."""
+        return config_key(config) in (self._added if self.overwrite else self._keys)
 
     def add(self, config: Mapping, metrics: Mapping | list[Mapping]) -> None:
-        """Record one finished configuration (one row, or several rows sharing the config) and save."""
+        """Record one finished configuration (one row, or several rows sharing the config).
+
+        Under the table's lock: re-read the table, drop earlier rows of this configuration, append
+        the new ones and write the merge atomically.
+        """
         rows = [metrics] if isinstance(metrics, Mapping) else list(metrics)
         key = config_key(config)
         new = pd.DataFrame([{**config, **row, "config_key": key, **versions()} for row in rows])
-        self.table = new if self.table.empty else pd.concat([self.table, new], ignore_index=True)
-        self._keys.add(key)
-        write_table(self.table, self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(self.path):
+            self._load(read_table(self.path))
+            _remove_stale_temporaries(self.path)
+            old = self.table[self.table["config_key"] != key] if key in self._keys else self.table
+            table = new if old.empty else pd.concat([old, new], ignore_index=True)
+            _replace(self.path, lambda fh: table.to_csv(fh, index=False))
+        self._load(table)
+        self._added.add(key)

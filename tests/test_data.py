@@ -158,6 +158,29 @@ def test_from_arrays_rejects_bad_input(kw, match):
         data.from_arrays(args.pop("x"), args.pop("y"), **args)
 
 
+@pytest.mark.parametrize(
+    "x, y, match",
+    [
+        (np.zeros((0, 2)), np.zeros(0, int), "no examples"),
+        (np.zeros((10, 2)), np.zeros(0, int), "no examples"),
+        (np.zeros((10, 2)), np.r_[np.zeros(9, int), 10**9], r"largest 1e\+09, none equal to 1\b"),
+        (np.zeros((10, 2)), np.arange(10) % 3 * 3, "0..K-1 with every class present.*none equal to 1, 2"),
+        (np.zeros((10, 2)), np.r_[np.ones(9), 2.0], "none equal to 0"),
+    ],
+)
+def test_from_arrays_rejects_missing_rows_and_gapped_labels(x, y, match):
+    with pytest.raises(ValueError, match=match):
+        data.from_arrays(x, y)
+
+
+def test_from_arrays_infers_n_classes_from_contiguous_labels():
+    x = np.random.default_rng(0).normal(size=(30, 2))
+    assert data.from_arrays(x, np.arange(30) % 4).n_classes == 4
+    assert data.from_arrays(x, np.arange(30) % 4 * 1.0).n_classes == 4
+    # an absent class is fine when n_classes says so
+    assert data.from_arrays(x, np.arange(30) % 2 * 2, n_classes=3).n_classes == 3
+
+
 # ----------------------------------------------------------------------------- embedded datasets
 
 
@@ -291,9 +314,26 @@ def corrupt_image_size(folder):
     return "t10k-images-idx3-ubyte.gz", "differs"
 
 
+def crafted_header(dims, n_bytes):
+    """An IDX header of uint8 data with the given (unsigned 32-bit) sizes, followed by ``n_bytes`` bytes."""
+    return bytes([0, 0, 0x08, len(dims)]) + np.asarray(dims, ">u4").tobytes() + bytes(n_bytes)
+
+
+def corrupt_negative_dims(folder):
+    # sizes 2^32 - 2 and 2^32 - 3 read as signed are -2 and -3, whose product is the 6 data bytes
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(crafted_header([2**32 - 2, 2**32 - 3], 6)))
+    return "train-labels-idx1-ubyte.gz", "header says shape"
+
+
+def corrupt_overflowing_dims(folder):
+    # 2^16 four times: the element count 2^64 wraps to 0 in int64, matching a file with no data
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(crafted_header([2**16] * 4, 0)))
+    return "train-images-idx3-ubyte.gz", "header says shape"
+
+
 @pytest.mark.parametrize("corrupt", [corrupt_bad_magic, corrupt_truncated, corrupt_short_header, corrupt_gzip,
                                      corrupt_label_range, corrupt_label_count, corrupt_image_rank,
-                                     corrupt_image_size])
+                                     corrupt_image_size, corrupt_negative_dims, corrupt_overflowing_dims])
 def test_corrupt_idx_file(tmp_path, corrupt):
     folder = tmp_path / "mnist"
     write_mnist(folder)

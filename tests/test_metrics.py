@@ -1,5 +1,7 @@
+import math
 import sys
 import types
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -51,6 +53,47 @@ def test_ece_bin_edges_are_right_closed():
     y = np.array([0, 1, 0])
     # bin (0.5, 0.6]: conf {0.6, 0.55}, acc 1/2 -> |0.5 - 0.575| * 2/3 ; bin (0.6, 0.7]: |1 - 0.65| / 3
     assert metrics.ece(probs, y) == pytest.approx(0.075 * 2 / 3 + 0.35 / 3)
+
+
+def ece_width_exact(conf, correct, n_bins):
+    """Equal-width ECE in rational arithmetic: bins ((b-1)/M, b/M] of the value a confidence stands for,
+    the edge k/M when it is the double nearest k/M (``float(Fraction(k, M))`` is correctly rounded),
+    else its exact value."""
+    total, gaps = len(conf), {}
+    for c, ok in zip(conf, correct):
+        edge = [Fraction(k, n_bins) for k in range(n_bins + 1) if float(Fraction(k, n_bins)) == c]
+        r = edge[0] if edge else Fraction(c)
+        b = max(math.ceil(r * n_bins), 1)  # bin ((b-1)/M, b/M], 1-based, 0 in the first
+        gaps[b] = gaps.get(b, 0) + int(ok) - Fraction(c)
+    return sum(abs(g) for g in gaps.values()) / total
+
+
+def test_ece_edges_are_exactly_k_over_m():
+    # conf 23/30 is on the edge of (22/30, 23/30]; linspace put the edge one ulp below it (bin 23/30..24/30)
+    probs = np.array([[23 / 30, 7 / 30], [0.75, 0.25]])
+    y = np.array([0, 1])
+    assert metrics.ece(probs, y, n_bins=30) == pytest.approx(abs(1 - 23 / 30 - 0.75) / 2, abs=1e-15)
+    assert metrics.ece(probs, y, n_bins=30) == pytest.approx(float(ece_width_exact(probs.max(1), probs.argmax(1) == y, 30)))
+
+
+def edge_confidences(n_bins, ks, others):
+    """Rows whose top-class confidence is exactly each of ``k/M`` (as a double) and ``others`` (>= 1/M)."""
+    conf = np.array([k / n_bins for k in ks] + list(others))
+    rest = (1.0 - conf[:, None]) / (n_bins + 1) * np.ones((1, n_bins + 1))  # each < 1/M <= conf
+    return np.hstack([conf[:, None], rest])
+
+
+@given(n_bins=st.integers(1, 60), data=st.data())
+def test_ece_width_matches_exact_rational_binning(n_bins, data):
+    ks = data.draw(st.lists(st.integers(1, n_bins), max_size=12))
+    others = data.draw(st.lists(st.floats(1 / n_bins, 1.0), max_size=12))
+    if not ks and not others:
+        ks = [n_bins]
+    probs = edge_confidences(n_bins, ks, others)
+    assert np.array_equal(probs.max(1), np.array([k / n_bins for k in ks] + others))
+    y = np.array(data.draw(st.lists(st.integers(0, 1), min_size=len(probs), max_size=len(probs))))
+    exact = ece_width_exact(probs.max(1), probs.argmax(1) == y, n_bins)
+    assert metrics.ece(probs, y, n_bins) == pytest.approx(float(exact), rel=1e-12, abs=1e-15)
 
 
 def ece_reference(probs, y, n_bins, binning):

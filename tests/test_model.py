@@ -149,3 +149,17 @@ def test_discrete_hmc_gibbs_runs_on_indicators():
     mcmc.run(jax.random.key(0), x, y)
     z = mcmc.get_samples()["dense_0.z"]
     assert z.shape == (50, 3) and set(np.unique(np.asarray(z))) <= {0, 1}
+
+
+def test_labels_outside_the_network_outputs_are_rejected_before_fitting():
+    from sparsebnn.infer import svi
+
+    model = BNN(NET, priors.Gaussian())
+    x, y = data(6)
+    for bad in (3, -1, 1.5):
+        with pytest.raises(ValueError, match=r"class labels in \[0, 3\)"):
+            sites(model, x, np.where(np.arange(6) == 0, bad, y))
+    y = y.copy()
+    y[0] = 5  # a label the 3-output network cannot predict: caught before any step, not as a NaN loss
+    with pytest.raises(ValueError, match=r"class labels in \[0, 3\).*\[0, 5\]"):
+        svi(NET, priors.Gaussian(), (x, y), num_steps=2, batch_size=6, progress=False)
