@@ -559,8 +559,8 @@ def _checked(data, net, lik, what: str) -> Split:
             raise ValueError(f"{what}: a categorical likelihood needs integer class labels y; got dtype {y.dtype}"
                              + ("" if np.all(np.isfinite(y)) else " with NaN/inf values"))
         if y.min() < 0 or y.max() >= net.out_dim:
-            raise ValueError(f"{what}: class labels must lie in [0, {net.out_dim}) for a network with {net.out_dim} "
-                             f"outputs; found labels in [{y.min():g}, {y.max():g}]")
+            raise ValueError(f"{what}: y must hold integer class labels in [0, {net.out_dim}) for the network's "
+                             f"{net.out_dim} outputs; found labels in [{y.min():g}, {y.max():g}]")
         return Split(x, y.astype(np.int32))
     if y.shape not in ((n,), (n, net.out_dim)):
         raise ValueError(f"{what}: y must have shape ({n},) or ({n}, {net.out_dim}) to match x; got {y.shape}")

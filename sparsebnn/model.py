@@ -73,7 +73,7 @@ class BNN:
             ok = ys == shape[:1] or (self.likelihood.kind == "gaussian" and ys == (shape[0], self.net.out_dim))
             if not ok:
                 raise ValueError(f"y must have shape ({shape[0]},) to match x; got {ys}")
-            if self.likelihood == "categorical" and ys[0] and not isinstance(y, jax.core.Tracer):
+            if self.likelihood.kind == "categorical" and ys[0] and not isinstance(y, jax.core.Tracer):
                 labels, k = np.asarray(y), self.net.out_dim  # values are checked where known (not under jit)
                 if np.any(labels % 1 != 0) or labels.min() < 0 or labels.max() >= k:
                     raise ValueError(f"y must hold integer class labels in [0, {k}) for the network's {k} "

@@ -128,7 +128,7 @@ def save_checkpoint(path: str | os.PathLike, state, log: Log, meta: dict) -> Non
     arrays = {f"leaf_{i}": v for i, v in enumerate(leaves)}
     arrays["losses"] = np.asarray(log.losses)
     arrays["json"] = np.array(json.dumps({"meta": meta, "history": log.history, "n_leaves": len(leaves)}))
-    atomic_write(path, lambda fh: np.savez(fh, **arrays), binary=True)
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def load_checkpoint(path: str | os.PathLike, state, meta: dict) -> tuple[Any, Log]:
