@@ -361,7 +361,7 @@ def delta_f_mvn(post_mean, post_cov, prior_mean, prior_cov, red_mean, red_cov) -
         ΔF = \ln|S_0| - ½\ln|K| - ½\ln|M| - ½(μ - m̃)^⊤K^{-1}(μ - m̃) + ½(x - m_0)^⊤M^{-1}(x - m_0)
 
     with ``K = Σ + S̃``, ``x = m̃ + S̃K⁻¹(μ - m̃)`` and ``M = (S₀ - S̃) + S̃K⁻¹S̃``. This is the
-    precision-form ΔF of DESIGN.md §1 rewritten with covariances only: ``S̃`` may be singular (zero
+    precision-form ΔF of docs/bmr.md rewritten with covariances only: ``S̃`` may be singular (zero
     rows/columns drop coefficients, i.e. spikes at ``m̃``; ``S̃ = 0`` gives the Savage–Dickey ratio
     ``ln q(m̃) - ln p(m̃)``), no precision difference ``Σ⁻¹ - S₀⁻¹`` is ever formed, and it is the exact
     log Bayes factor when ``q`` is the exact posterior. ``M`` is positive definite exactly when the
@@ -482,7 +482,7 @@ def beta_bernoulli_zeta(df: PyTree, n_iter: int = 4) -> jax.Array:
 
     Iterates, from ``α = β = 1`` (``ζ = ψ(1) - ψ(1) = 0``), ``n_iter`` times:
     ``q = σ(ζ - ΔF)``, ``α = 1 + Σq``, ``β = 1 + Σ(1 - q)``, ``ζ = ψ(α) - ψ(β)``
-    (the keep probability's Beta posterior; anchor: bmr4pml, 4 iterations).
+    (the keep probability's Beta posterior, as in Marković et al.'s code, 4 iterations; docs/bmr.md).
     """
     _check_n_iter(n_iter)
     _check_df_tree(df)

@@ -1,4 +1,4 @@
-"""Evaluation metrics (DESIGN.md §5), computed on the host in float64.
+"""Evaluation metrics (``docs/metrics.md``), computed on the host in float64.
 
 Predictive inputs are posterior samples: classification ``logits`` of shape ``(S, N, C)`` (any
 log-probabilities work: ``log_softmax`` is applied per sample) and regression means ``(S, N)`` or
@@ -10,7 +10,7 @@ predictive is ``p̄ = (1/S) Σ_s p_s``.
 * ``brier = mean_n Σ_c (p̄_nc - [c = y_n])²`` (sum over classes; range [0, 2])
 * ``ece = Σ_b (|B_b| / N) |acc(B_b) - conf(B_b)|`` over bins of the confidence ``max_c p̄_nc``:
   equal-width bins ``((b-1)/M, b/M]`` (default ``M = 10``, as SpaM) or equal-mass bins (the
-  sorted confidences cut into ``M`` near-equal chunks; the BMR anchor uses ``M = 20``)
+  sorted confidences cut into ``M`` near-equal chunks; Marković et al.'s code uses ``M = 20``)
 * ``rmse = sqrt(mean_{n,d} (ȳ_nd - y_nd)²)`` with ``ȳ`` the mean over samples
 * ``gaussian_nll = -mean_n ln((1/S) Σ_s Π_d N(y_nd; μ_snd, σ_snd²))`` (mixture over samples)
 * ``weight_sparsity`` = fraction of parameters exactly 0; ``compression_ratio`` = total / nonzero

@@ -213,7 +213,7 @@ def test_no_reduction_gives_zero(case):
 @given(st.integers(1, 6), st.integers(0, 2**32 - 1))
 def test_mvn_matches_precision_form_for_any_gaussian_posterior(k, seed):
     """For an arbitrary (approximate) posterior, even wider than the prior, and an invertible reduced
-    prior inside the full one, ΔF equals DESIGN.md §1's precision formula evaluated with numpy."""
+    prior inside the full one, ΔF equals the precision formula of docs/bmr.md evaluated with numpy."""
     rng = np.random.default_rng(seed)
 
     def spd(scale):
@@ -331,7 +331,7 @@ def test_matches_numerical_integration(case):
 
 
 def _exact_rational_delta_f(pm, pv, m0, v0, rm, rv) -> float:
-    """ΔF from the precision form of DESIGN.md §1 in exact rational arithmetic (logs to 50 digits)."""
+    """ΔF from the precision form of docs/bmr.md in exact rational arithmetic (logs to 50 digits)."""
     pm, pv, m0, v0, rm = (Fraction(x) for x in (pm, pv, m0, v0, rm))
     pi, pi0 = 1 / pv, 1 / v0
     if rv == 0:  # ln q(m̃) - ln p(m̃)

@@ -40,8 +40,8 @@ def test_u_terms_by_hand():
     np.testing.assert_allclose(u, expected, rtol=1e-14)
 
 
-def test_inclusion_matches_anchor_values():
-    """DESIGN.md §2: about 1.5e-3 and 2.3e-3 for 784-400-400-10 with n = 60000."""
+def test_inclusion_matches_reference_values():
+    """docs/priors.md: about 1.5e-3 and 2.3e-3 (the values of Jantre et al.'s code) for 784-400-400-10 with n = 60000."""
     pi = np.exp(inclusion_log_prob((784, 400, 400, 10), 60000))
     assert pi.shape == (2,)
     np.testing.assert_allclose(pi, [1.5e-3, 2.3e-3], rtol=0.03)

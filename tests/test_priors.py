@@ -287,7 +287,7 @@ def test_parameters_outside_layers_are_gaussian():
 
 
 def theory_reference(widths, n):
-    """DESIGN.md §2 written out literally for an MLP ``widths = [k_0, ..., k_{L+1}]``."""
+    """The π_l formula of docs/priors.md written out literally for an MLP ``widths = [k_0, ..., k_{L+1}]``."""
     k, L = widths, len(widths) - 2
     u = [(L + 1) ** 2 * (math.log(n) + math.log(L + 1) + math.log(k[l] + 1) + math.log(k[l + 1])) for l in range(L + 1)]
     out = []

@@ -47,7 +47,7 @@ def savage_dickey(f):
 
 
 def zeta_reference(df, n_iter=4):
-    """The anchor's Beta–Bernoulli iteration in plain numpy/scipy (df = +inf for coordinates already pruned)."""
+    """Marković et al.'s Beta–Bernoulli iteration (docs/bmr.md) in plain numpy/scipy (df = +inf for coordinates already pruned)."""
     zeta = 0.0
     for _ in range(n_iter):
         q = special.expit(zeta - df)
@@ -119,7 +119,7 @@ def test_node_level_is_the_group_sum_and_matches_full_covariance_bmr():
         np.testing.assert_allclose(group[j], exact, rtol=1e-9)
 
 
-def test_beta_bernoulli_rule_matches_the_anchor_iteration():
+def test_beta_bernoulli_rule_matches_the_reference_iteration():
     rng = np.random.default_rng(2)
     net = nets.mlp([20, 30, 25, 3])
     with jax.enable_x64(True):

@@ -6,8 +6,8 @@ layer ``l = 0..L`` maps ``k_l -> k_{l+1}``. The approximating node-sparse networ
 ``active = (s_1, ..., s_L)`` active hidden nodes and entries of weight layer ``l`` bounded by
 ``bounds[l] = B_l >= 1``; inputs and outputs are never pruned (``s_0 = k_0``, ``s_{L+1} = k_{L+1}``).
 
-* ``u_terms``              u_l = (L+1)^2 [ln n + ln(L+1) + ln(k_l+1) + ln k_{l+1}]          (anchor code)
-* ``inclusion_log_prob``   -ln pi_{l+1} = ln k_{l+1} + 1e-9 (k_l+1) v_l                      (anchor code)
+* ``u_terms``              u_l = (L+1)^2 [ln n + ln(L+1) + ln(k_l+1) + ln k_{l+1}]          (Jantre et al.'s code)
+* ``inclusion_log_prob``   -ln pi_{l+1} = ln k_{l+1} + 1e-9 (k_l+1) v_l                      (Jantre et al.'s code)
 * ``r_terms``              n r_l = P_l c_l + s_{l+1} ln(1/pi_{l+1}) + (k_{l+1}-s_{l+1}) ln(1/(1-pi_{l+1}))
                            P_l = s_{l+1}(s_l+1),  c_l = ln(sigma0/sigma_l) + B_l^2/sigma0^2 - 1/2 (our derivation)
 * ``contraction_rate``     eps_n = sqrt((sum_l r_l + xi) sum_l u_l)                         (Jantre et al.)

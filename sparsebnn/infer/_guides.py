@@ -12,10 +12,10 @@ Every latent site of the model gets one independent factor, chosen by its suppor
 Weight sites marked ``infer={"gate": "L.z"}`` belong to a spike-and-slab slab: under
 ``q(w | z = 0) = p(w | z = 0)`` their KL counts only when the node is on, so the guide scales it by
 ``σ(θ_j)`` (``handlers.scale``; :class:`numpyro.infer.TraceMeanField_ELBO` applies the guide's scale
-to the analytic KL). The resulting ELBO is the anchor's:
+to the analytic KL). The resulting ELBO is the gated-slab ELBO of docs/svi.md:
 ``E_q[ln p(y | w)] − Σ_j KL(Bern(σ(θ_j)) ‖ Bern(π)) − Σ_j σ(θ_j) KL(q(w̃_j) ‖ p(w̃_j | scales)) − KL(scales)``.
 
-Scales are parameterised by their logarithm ``ρ = ln σ`` (the anchor uses ``softplus(ρ)``: the same
+Scales are parameterised by their logarithm ``ρ = ln σ`` (Jantre et al.'s code uses ``softplus(ρ)``: the same
 family, and ``softplus(ρ) = exp(ρ)(1 + O(exp ρ))`` for the small scales of weights). It is the
 cheapest choice: one ``exp`` per weight and step, and the Gaussian KL
 ``ln s − ρ + (σ² + (μ − m)²) / (2 s²) − ½`` needs no logarithm per weight

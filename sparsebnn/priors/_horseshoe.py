@@ -10,7 +10,7 @@ Per layer ``L`` (sites in this order):
     w   = τ λ̃ · β,  β ~ N(0, 1)             "L.w_decentered", "L.b_decentered" (non-centred, default)
                                             or w ~ N(0, τ²λ̃²) as "L.w", "L.b" (``centered=True``)
 
-The anchor's tiered horseshoe uses τ0 = 1e-2 and c⁻² ~ Gamma(2, 6), i.e. ν = 4, s² = 3 (the
+The tiered horseshoe of Marković et al.'s code uses τ0 = 1e-2 and c⁻² ~ Gamma(2, 6), i.e. ν = 4, s² = 3 (the
 defaults). The output layer gets the same prior (the horseshoe has no node indicators; its nodes
 are never pruned).
 """

@@ -1,6 +1,6 @@
 """Prior inclusion probabilities of node indicators: fixed, per layer, or the theory-driven choice.
 
-Theory-driven choice (Jantre, Bhattacharya & Maiti; anchor code for MLP/LeNet). Layers
+Theory-driven choice (Jantre, Bhattacharya & Maiti 2023, as in their code for MLP/LeNet; docs/priors.md). Layers
 ``l = 0..L`` of the network in order, ``k_l + 1`` the size of a node's incoming group in layer
 ``l`` (fan-in + bias) and ``k_{l+1}`` its number of nodes; ``L`` is the number of node-prunable
 (hidden) layers and ``n`` the training-set size:
