@@ -553,3 +553,29 @@ def test_architectures_tap_based_diagonal_equals_per_example(arch):
     ref, ll_ref = C._per_example_diag(net, Likelihood(), "ggn", tuple(params), params, x, y)
     np.testing.assert_allclose(ravel_pytree(diag.h)[0], ravel_pytree(ref)[0], rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(ll, ll_ref, rtol=1e-12)
+
+
+def test_optimize_prior_returns_the_best_iterate_it_reached():
+    """Adam on the log precision overshoots at a large rate; optimize_prior returns the best iterate seen, whose
+    ln p(D | h) equals the maximum over the iterates replayed here step by step (not the last iterate)."""
+    import optax
+
+    x, y, sigma = linear_gaussian(n=30, seed=4)
+    _, params, _ = exact_evidence_and_posterior(x, y, 1.0, 1.0, sigma)
+    lik = Likelihood("gaussian", sigma)
+    curv, ll = C.curvature(LIN1, params, x, y, lik, kind="diag")
+    start = L.prior_precision(LIN1, params, "layer", 50.0)
+    post = laplace_post(LIN1, params, start, curv, ll, lik, n=30)
+    steps, lr = 25, 1.5
+    lp, opt = start.log_prec, optax.adam(lr)
+    state, values = opt.init(lp), []
+    objective = lambda v: -L.log_marglik(post, L.PriorPrecision(v, "layer", start.layers)) / 30  # noqa: E731
+    for _ in range(steps + 1):
+        values.append(-float(objective(lp)) * 30)
+        g = jax.grad(objective)(lp)
+        updates, state = opt.update(g, state, lp)
+        lp = optax.apply_updates(lp, updates)
+    values = values[:steps + 1]
+    assert values[-1] < max(values) - 1e-6  # the last iterate is not the best one here
+    got = L.optimize_prior(post, steps=steps, lr=lr)
+    np.testing.assert_allclose(float(L.log_marglik(got)), max(values), rtol=1e-10)
