@@ -242,3 +242,19 @@ def test_init_from_a_posterior_leaves_it_intact():
     svi(nets.mlp([3, 2]), priors.Gaussian(), data, init=post.params, **kw)
     assert all(np.all(np.isfinite(np.asarray(v))) for v in post.params.values())
     assert not any(v.is_deleted() for v in post.guide.init_params.values())  # the guide's defaults survive too
+
+
+def test_identical_calls_reuse_the_compiled_chunk():
+    """A second svi() with the same model, settings and shapes compiles nothing new, even with another seed
+    (the keys are arguments of the compiled program), and still gives that seed's own numbers."""
+    from sparsebnn.infer import _loop
+
+    x, y = digits_subset()
+    kw = dict(num_steps=20, batch_size=32, chunk_size=10, progress=False)
+    a = svi(NET, priors.SpikeSlabIG(pi=0.5), (x, y), seed=11, **kw)
+    n = len(_loop._COMPILED)
+    b = svi(NET, priors.SpikeSlabIG(pi=0.5), (x, y), seed=12, **kw)
+    c = svi(NET, priors.SpikeSlabIG(pi=0.5), (x, y), seed=11, **kw)
+    assert len(_loop._COMPILED) == n
+    assert not np.allclose(a.losses, b.losses)
+    np.testing.assert_array_equal(a.losses, c.losses)

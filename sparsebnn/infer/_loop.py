@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import time
@@ -50,16 +51,18 @@ class Pool(NamedTuple):
     draws: int = 1
 
 
-def training_chunk(step: Callable, key: jax.Array, *, n_data: int, batch_size: int | None, pool: Pool | None = None,
+def training_chunk(step: Callable, *, n_data: int, batch_size: int | None, pool: Pool | None = None,
                    sharding=None) -> Callable:
-    """The jitted loop ``run(state, x, y, length) -> (state, losses)`` over ``length`` (static) steps of ``step``.
+    """The jitted loop ``run(state, x, y, key, pool_key, length) -> (state, losses)`` over ``length`` (static) steps.
 
     Step ``t`` splits ``fold_in(key, t)`` into the minibatch key (``batch_size`` indices with replacement;
-    the whole data when None) and the key handed to ``step``. ``pool``: the chunk's :func:`noise_pool`.
-    ``sharding`` constrains each minibatch (data parallelism). The state is donated.
+    the whole data when None) and the key handed to ``step``. ``pool``: its size and draws give the
+    chunk's :func:`noise_pool`, drawn from ``pool_key``. ``sharding`` constrains each minibatch (data
+    parallelism). The keys are arguments, not constants, so runs that differ only in their seed share
+    one compiled program. The state is donated.
     """
 
-    def body(state, _, x, y, noise):
+    def body(state, _, x, y, key, noise):
         k_idx, k_step = jax.random.split(jax.random.fold_in(key, state.step))
         if batch_size is None:
             xb, yb = x, y
@@ -70,12 +73,33 @@ def training_chunk(step: Callable, key: jax.Array, *, n_data: int, batch_size: i
             xb, yb = jax.lax.with_sharding_constraint((xb, yb), sharding)
         return step(state, (xb, yb), k_step, noise)
 
-    @functools.partial(jax.jit, static_argnums=3, donate_argnums=0)
-    def run(state, x, y, length):
-        noise = None if pool is None else noise_pool(pool.key, state.step, pool.size, length * pool.draws)
-        return jax.lax.scan(functools.partial(body, x=x, y=y, noise=noise), state, None, length=length)
+    @functools.partial(jax.jit, static_argnums=5, donate_argnums=0)
+    def run(state, x, y, key, pool_key, length):
+        noise = None if pool is None else noise_pool(pool_key, state.step, pool.size, length * pool.draws)
+        return jax.lax.scan(functools.partial(body, x=x, y=y, key=key, noise=noise), state, None, length=length)
 
     return run
+
+
+_COMPILED: dict[str, Any] = {}  # compiled chunks by the hash of their lowered program (reused across calls)
+_COMPILED_MAX = 64
+
+
+def compile_chunk(run: Callable, *args) -> tuple[Any, bool]:
+    """``(compiled program, reused)``: ``run`` lowered for ``args``, compiled once per distinct program in this process.
+
+    Two calls with the same model, settings and shapes lower to the same program text, so the second
+    call skips XLA's compilation (tracing and lowering still happen; JAX's persistent cache, when enabled,
+    serves programs across processes the same way).
+    """
+    lowered = run.lower(*args)
+    digest = hashlib.sha256(lowered.as_text().encode()).hexdigest()
+    if digest in _COMPILED:
+        return _COMPILED[digest], True
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[digest] = lowered.compile()
+    return _COMPILED[digest], False
 
 
 @dataclasses.dataclass
@@ -85,7 +109,8 @@ class Log:
     ``losses``: per-step losses; ``history``: rows (dicts) the callbacks add; ``train_time``: seconds
     of compiled chunks (compilation excluded); ``compile_time``: seconds compiling; ``chunk_times``:
     ``(steps, seconds)`` of every chunk of this call; ``step``: steps done; ``start``: the step this call
-    started from (after a resume); ``num_steps``: the run's total.
+    started from (after a resume); ``num_steps``: the run's total; ``reused``: chunk programs this call
+    took from the in-process cache instead of compiling them.
     """
 
     step: int = 0
@@ -96,6 +121,7 @@ class Log:
     train_time: float = 0.0
     compile_time: float = 0.0
     chunk_times: list = dataclasses.field(default_factory=list)
+    reused: int = 0
 
     @property
     def done(self) -> bool:
@@ -199,8 +225,8 @@ def run_steps(
     log.start, log.num_steps = log.step, num_steps
     x_dev, y_dev = jax.device_put((x, y), replicated)
     state = jax.device_put(state, replicated)
-    run = training_chunk(step, key, n_data=n, batch_size=batch_size, pool=pool,
-                         sharding=batched if len(devices) > 1 else None)
+    run = training_chunk(step, n_data=n, batch_size=batch_size, pool=pool, sharding=batched if len(devices) > 1 else None)
+    keys = jax.device_put((key, key if pool is None else pool.key), replicated)
     compiled: dict[int, Callable] = {}
 
     bar = tqdm(total=num_steps, initial=min(log.step, num_steps), unit="step", disable=not progress, desc=desc)
@@ -210,10 +236,11 @@ def run_steps(
             length = min(chunk_size, num_steps - log.step)
             if length not in compiled:
                 t0 = time.perf_counter()
-                compiled[length] = run.lower(state, x_dev, y_dev, length).compile()
+                compiled[length], reused = compile_chunk(run, state, x_dev, y_dev, *keys, length)
                 log.compile_time += time.perf_counter() - t0
+                log.reused += reused
             t0 = time.perf_counter()
-            state, losses = compiled[length](state, x_dev, y_dev)
+            state, losses = compiled[length](state, x_dev, y_dev, *keys)
             losses = np.asarray(losses)  # the one host sync per chunk
             dt = time.perf_counter() - t0
             log.train_time += dt
@@ -238,5 +265,5 @@ def run_steps(
     return state, log
 
 
-__all__ = ["POOL_MAX", "POOL_REUSE", "Callback", "Log", "Pool", "load_checkpoint", "noise_pool", "run_steps",
-           "save_checkpoint", "training_chunk"]
+__all__ = ["POOL_MAX", "POOL_REUSE", "Callback", "Log", "Pool", "compile_chunk", "load_checkpoint", "noise_pool",
+           "run_steps", "save_checkpoint", "training_chunk"]
