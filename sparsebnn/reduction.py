@@ -50,9 +50,9 @@ import numpy as np
 import optax
 
 from sparsebnn import bmr, metrics
-from sparsebnn.infer import Log, Pool, SVIPosterior, mean_field_svi, run_steps
+from sparsebnn.infer import Log, SVIPosterior, mean_field_svi, run_steps
 from sparsebnn.infer._inputs import model_and_data
-from sparsebnn.infer._svi import positive_int, setup
+from sparsebnn.infer._svi import positive_int, setup, weight_pool
 from sparsebnn.masks import to_nodes
 from sparsebnn.model import BNN
 from sparsebnn.nets import Network, Params, node_groups
@@ -233,6 +233,7 @@ def stochastic_bmr(
     eval_samples: int = 32,
     chunk_size: int = 500,
     seed: int = 0,
+    weight_noise: str = "auto",
     progress: bool = False,
 ) -> StochasticBMR:
     """Iterative ("stochastic") BMR: SVI, then ``rounds`` of {prune → spike prior → more SVI} (module docstring).
@@ -248,7 +249,7 @@ def stochastic_bmr(
       iterative: False prunes nothing during training; each round then reports the one-shot reduction.
       test: ``(x, y)`` evaluated after every round with ``eval_samples`` posterior draws of the pruned network.
       likelihood: as in :func:`sparsebnn.infer.svi`.
-      batch_size, optimizer, init_scale, chunk_size, seed, progress: as in :func:`sparsebnn.infer.svi`
+      batch_size, optimizer, init_scale, chunk_size, seed, weight_noise, progress: as in :func:`sparsebnn.infer.svi`
         (``optimizer`` default ``optax.adam(1e-3)``; its state carries over between rounds).
 
     Every history row has ``round``, ``step``, ``train_time`` (cumulative seconds of SVI steps and pruning
@@ -362,7 +363,8 @@ def stochastic_bmr(
     if warmup_steps == 0:  # round 0 ends before any step
         state = end_of_round(state, log0) or state
     state, log = run_steps(algo.step, state, (tr.x, tr.y), key=s.k_train, num_steps=ends[-1], batch_size=batch_size,
-                           chunk_size=chunk, pool=Pool(s.k_pool, s.guide.noise_size), callbacks=[end_of_round],
+                           chunk_size=chunk, pool=weight_pool(weight_noise, s, 1, jax.local_devices()),
+                           callbacks=[end_of_round],
                            progress=progress, desc=f"bmr {net.name}")
     history = log0.history + log.history
     keep = jax.tree_util.tree_map(np.asarray, state.aux if iterative else prune_c(state.params, keep0))
