@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from matplotlib.lines import Line2D
 
 from paper_figures import style
@@ -59,14 +58,9 @@ def keyed(table: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
-def _order(keys) -> list[str]:
-    present = set(keys)
-    return [k for k in style.METHODS if k in present]
-
-
 def _metric_panels(t: pd.DataFrame, panels, aspect=0.3):
     """One panel per ``(column, y label)``, nets on x, methods as seed points; one legend outside."""
-    keys = _order(t["key"])
+    keys = style.in_order(t["key"])
     fig, axes = style.figure("double", aspect=aspect, ncols=len(panels), layout="constrained")
     axes = np.atleast_1d(axes)
     several = False
@@ -159,14 +153,10 @@ def plot_first_layer(weights: dict[str, tuple[np.ndarray, np.ndarray]], side: in
     return fig
 
 
-def _final(layer: str | None, final: dict) -> float | None:
-    return final.get(layer) if layer is not None else (np.mean(list(final.values())) if final else None)
-
-
 def plot_training(histories: dict[str, dict[str, np.ndarray]], final_layers: dict[str, dict[str, float]]):
     """Validation accuracy, then the fraction of nodes kept over training, one panel per layer (overall
-    where a history has no per-layer record); the final fraction kept (the pruning rule applied to the
-    trained posterior) as the method's marker at the last step."""
+    where a history has no per-layer record); the final per-layer fraction kept (the pruning rule applied
+    to the trained posterior) as the method's marker at the last step."""
     layers = list(dict.fromkeys(l for h in histories.values() for l in _prefixed(h, "nodes_kept/")))
     panels = layers or [None]
     fig, axes = style.figure("double", aspect=0.3, ncols=1 + len(panels), layout="constrained")
@@ -180,7 +170,7 @@ def plot_training(histories: dict[str, dict[str, np.ndarray]], final_layers: dic
             kept = per_layer.get(layer) if layer is not None else h.get("nodes_kept")
             if kept is not None:
                 ax.plot(h["step"], kept, **line)
-            end = _final(layer, final_layers.get(k, {}))
+            end = final_layers.get(k, {}).get(layer) if layer is not None else None
             if end is not None and len(h["step"]):
                 ax.plot(h["step"][-1], end, ls="none", marker=lk.marker, color=lk.color, ms=5, mec="black", mew=0.5,
                         clip_on=False, zorder=4)
@@ -214,7 +204,7 @@ def nodes_per_layer(table: pd.DataFrame) -> pd.DataFrame:
 def plot_creg(table: pd.DataFrame):
     """SS-GHS with c_reg = 1 vs k_l + 1: test accuracy per net and final nodes kept per layer."""
     t = keyed(table)
-    keys = _order(t["key"])
+    keys = style.in_order(t["key"])
     fig, axes = style.figure("double", aspect=0.3, ncols=2, layout="constrained",
                              gridspec_kw={"width_ratios": [1, 2]})
     several = style.seed_points(axes[0], t, "accuracy", keys=keys, group_label=net_label)
@@ -265,7 +255,7 @@ def make(results_dir: Path, out_dir: Path) -> list[Path]:
         sel = sel[sel["seed"] == sel["seed"].min()]
     runs = _load(Path(results_dir), sel)
     idx = {sel.loc[i, "key"]: i for i in runs}
-    keys = _order(idx)
+    keys = style.in_order(idx)
     if keys:
         paths += style.save(plot_cdf({k: _prefixed(runs[idx[k]], "absmean/") for k in keys}), out / "compare_cdf")
         images = {k: (runs[idx[k]]["first_layer"], runs[idx[k]]["first_layer_kept"]) for k in keys

@@ -123,11 +123,13 @@ def plot_recovery(table: pd.DataFrame) -> Figure:
         g = part[part["pi"] == pi].groupby("n").mean(numeric_only=True)
         for i in layers:
             colour = style.PALETTE[(i - 1) % len(style.PALETTE)]
-            ax.plot(g.index, g[f"kept_{i}"], marker="o", ms=3, color=colour, label=f"kept, layer {i}")
-            ax.plot(g.index, g[f"tp_{i}"], marker="x", ms=3, ls="--", color=colour, label=f"true positives, layer {i}")
+            # open circles under crosses and dashes over the solid line: equal counts stay visible
+            ax.plot(g.index, g[f"kept_{i}"], marker="o", ms=4, mfc="white", color=colour, label=f"kept, layer {i}")
+            ax.plot(g.index, g[f"tp_{i}"], marker="x", ms=3, ls="--", color=colour, zorder=2.1,
+                    label=f"true positives, layer {i}")
             if f"inert_{i}" in g:
                 ax.plot(g.index, g[f"kept_{i}"] - g[f"inert_{i}"], marker="+", ms=4, ls="-.", color=colour, lw=0.8,
-                        label=f"kept, not inert, layer {i}")
+                        zorder=2.2, label=f"kept, not inert, layer {i}")
             ax.axhline(g[f"s_{i}"].iloc[0], color=colour, lw=0.6, ls=":")
         ax.set_xscale("log")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -137,7 +139,7 @@ def plot_recovery(table: pd.DataFrame) -> Figure:
     axes[0].set_ylabel("hidden nodes")
     for ax in axes:
         style.plain_log_ticks(ax, "x")
-    style.legend_of(fig, axes, loc="outside lower center", ncol=3)
+    style.legend_of(fig, axes, loc="outside lower center", ncol=len(layers))  # one column per layer
     return fig
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.lines import Line2D
-
 from matplotlib.ticker import MaxNLocator
 
 from paper_figures import style
@@ -49,14 +48,10 @@ def final_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("round", kind="stable").groupby(keys, sort=False).tail(1).reset_index(drop=True)
 
 
-def _order(keys) -> list[str]:
-    return [k for k in style.METHODS if k in set(keys)]
-
-
 def plot_metrics(table: pd.DataFrame):
     """Accuracy / NLL / ECE per method at the end of training, one group per network."""
     t = keyed(final_rows(table))
-    keys = _order(t["key"])
+    keys = style.in_order(t["key"])
     fig, axes = style.figure("double", aspect=0.3, ncols=len(METRICS), layout="constrained")
     several = False
     for ax, (metric, label) in zip(axes, METRICS):
@@ -73,7 +68,7 @@ def plot_rounds(table: pd.DataFrame):
     """Pruned fraction (top) and test accuracy (bottom) after every round of iterative BMR, per network."""
     it = keyed(table[table["reduction"] == "iterative"])
     nets_ = list(dict.fromkeys(it["net"]))
-    keys = _order(it["key"])
+    keys = style.in_order(it["key"])
     fig, axes = style.figure("double", aspect=0.42, nrows=2, ncols=max(len(nets_), 1), squeeze=False, sharex=True,
                              layout="constrained")
     several = False

@@ -75,7 +75,7 @@ METHODS: dict[str, Look] = {
     "ss-ghs-fan-in": Look("SS-GHS $c{=}k_l{+}1$", _PINK, "X", "//", "--"),
     "laplace-opd-weight": Look("Laplace+OPD (weights)", _OLIVE, "*"),
     "laplace-opd-node": Look("Laplace+OPD (nodes)", _OLIVE, "h", "//", "--"),
-    "nuts": Look("NUTS", _GREY, "8"),
+    "nuts": Look("NUTS", _GREY, "D"),
     # SpaM (experiments.spam): pruning criteria ...
     "opd": Look("OPD", _OLIVE, "o"),
     "magnitude": Look("magnitude", "#882255", "s", ls="--"),
@@ -98,6 +98,12 @@ def look(key: str) -> Look:
     if key not in METHODS:
         raise ValueError(f"method {key!r} has no look in paper_figures.style.METHODS; add it there")
     return METHODS[key]
+
+
+def in_order(keys: Iterable[str]) -> list[str]:
+    """The distinct method ``keys`` in the order of :data:`METHODS` (the same order in every figure)."""
+    present = set(keys)
+    return [k for k in METHODS if k in present]
 
 
 WIDTH = {"single": 3.4, "double": 7.0}  # inches: one column / two columns

@@ -57,7 +57,7 @@ def plot(table: pd.DataFrame):
     if t.empty:
         raise ValueError("table is empty")
     settings = list(dict.fromkeys(t["setting"]))
-    keys = [k for k in style.METHODS if k in set(t["key"]) and k != "map"]
+    keys = [k for k in style.in_order(t["key"]) if k != "map"]
     fig, axes = style.figure("double", aspect=0.27, ncols=len(PANELS), layout="constrained")
     several, has_map = False, (t["key"] == "map").any()
     for ax, (col, name) in zip(axes, PANELS):

@@ -108,7 +108,7 @@ def plot_bands(df: pd.DataFrame):
         ax.scatter(d["x"], d["mean"], s=4, color="k", zorder=3, label="data")
         ax.set_title(_title(key), fontsize=6)
         ax.set_xlabel("x")
-    style.legend_of(fig, axes[0])
+    style.legend_of(fig, axes[0], loc="outside lower center", ncol=3)
     return fig
 
 
@@ -129,7 +129,7 @@ def plot_bmr(df: pd.DataFrame):
         ax.set_title(_title(key), fontsize=6)
         ax.set_xlabel("Savage–Dickey (NUTS KDE)")
         ax.set_ylabel("ΔF")
-    style.legend_of(fig, axes[0])
+    style.legend_of(fig, axes[0], loc="outside lower center", ncol=2)
     return fig
 
 

@@ -5,6 +5,7 @@ Every figure module runs on a synthetic results folder (several seeds, two netwo
 ``style.save`` replaced by a collector, so the checks see the drawn ``Figure`` objects.
 """
 
+import itertools
 from pathlib import Path
 
 import matplotlib.colors as mcolors
@@ -264,7 +265,7 @@ def _data_extents(ax, renderer):
         if len(xy) < 2:
             return xy
         t = np.linspace(0, 1, 30)[:, None]
-        return np.concatenate([a + t * (b - a) for a, b in zip(xy[:-1], xy[1:])])
+        return np.concatenate([a + t * (b - a) for a, b in itertools.pairwise(xy)])
 
     for line in ax.lines:
         if line.get_gid() == style.BREAK_GID or not line.get_visible():
@@ -316,10 +317,10 @@ def test_accuracy_axes_start_at_zero_or_show_a_break(figures):
 
 
 def test_zero_or_break():
-    fig, ax = plt.subplots()
+    _, ax = plt.subplots()
     ax.plot([0, 1], [0.9, 0.95])
     assert style.zero_or_break(ax) and style.is_broken(ax) and ax.get_ylim()[0] > 0.8
-    fig, ax = plt.subplots()
+    _, ax = plt.subplots()
     ax.plot([0, 1], [0.2, 0.95])
     assert not style.zero_or_break(ax) and ax.get_ylim()[0] == 0 and not style.is_broken(ax)
     plt.close("all")
@@ -380,7 +381,7 @@ def test_t_interval_against_scipy():
 def test_seed_points_draw_every_seed_and_the_interval():
     t = pd.DataFrame({"net": ["mlp"] * 4, "key": ["map", "ss-ig", "ss-ig", "ss-ig"], "seed": [0, 0, 1, 2],
                       "accuracy": [0.97, 0.9, 0.94, 0.95]})
-    fig, ax = plt.subplots()
+    _, ax = plt.subplots()
     assert style.seed_points(ax, t, "accuracy")
     bars = [c for c in ax.collections if isinstance(c, LineCollection)]
     assert len(bars) == 1  # one interval: ss-ig has three seeds, map a single one
@@ -392,7 +393,7 @@ def test_seed_points_draw_every_seed_and_the_interval():
     markers = [l for l in ax.lines if l.get_linestyle() in ("None", "") and l.get_marker() != "_"]  # not the caps
     assert {l.get_marker() for l in markers} == {style.look("map").marker, style.look("ss-ig").marker}
     # one seed: just the point
-    fig, ax = plt.subplots()
+    _, ax = plt.subplots()
     assert not style.seed_points(ax, t[t["key"] == "map"], "accuracy")
     assert not ax.collections and len(ax.lines) == 1
     with pytest.raises(ValueError, match="lacks columns"):
