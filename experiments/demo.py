@@ -29,7 +29,7 @@ from paper_figures.__main__ import build_all
 METHODS = ["map", "gaussian-bmr", "horseshoe", "ss-ghs", "ss-ig", "laplace-opd"]
 # (method, pruning) -> why the row is weak at the demo's scale (2,000 SVI steps, 32-32 hidden units)
 NOTES = {
-    ("horseshoe", "bmr"): "under-trained: 2,000 SVI steps are too few for the horseshoe's scales (its unpruned "
+    ("horseshoe", "bmr"): "under-trained: 2,000 SVI steps are too few for the tiered horseshoe (its unpruned "
                           "validation accuracy is still rising at the end; 8,000 steps reach 0.87 on seed 0)",
     ("laplace-opd", "opd-node"): "a fixed target, half the nodes of every 32-wide hidden layer, pruned at once "
                                  "without fine-tuning (--opd-node-sparsity 0.5)",

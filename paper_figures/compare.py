@@ -4,7 +4,8 @@
 * ``compare_pruned``       fraction of weights and of nodes pruned, per architecture × scheme
 * ``compare_cost``         compression ratio (total / nonzero) and FLOPs ratio (compacted / dense)
 * ``compare_cdf``          CDF of |posterior mean| (before pruning) per layer of the first net
-* ``compare_first_layer``  first-layer posterior means of kept MLP hidden units as 8×8 images, one colour scale
+* ``compare_first_layer``  first-layer posterior means of kept MLP hidden units as 8×8 images, one symmetric
+                           colour scale (± the 99th percentile of |w|) with a colour bar
 * ``compare_training``     validation accuracy and fraction of nodes kept per layer over training (SS-IG/GL/GHS),
                            the final fraction kept marked at the end
 * ``compare_creg``         SS-GHS with c_reg = 1 vs c_reg = k_l + 1: accuracy and nodes kept per layer
@@ -24,6 +25,7 @@ from matplotlib.lines import Line2D
 from paper_figures import style
 
 TRAINING = ("ss-ig", "ss-gl", "ss-ghs", "ss-ghs-fan-in")
+CLIP = 0.99  # compare_first_layer: colour scale ± this quantile of |w| over every panel
 NET_LABELS = {"mlp": "MLP", "lenet": "LeNet-5", "vit": "ViT", "mixer": "MLP-Mixer"}
 # experiments.compare method (and pruning / c_reg) -> style key
 KEYS = {"map": "map", "gaussian-bmr": "gaussian-bmr", "horseshoe": "horseshoe-bmr", "ss-ig": "ss-ig",
@@ -128,7 +130,8 @@ def plot_cdf(absmeans: dict[str, dict[str, np.ndarray]]):
 
 def plot_first_layer(weights: dict[str, tuple[np.ndarray, np.ndarray]], side: int = 8, n_units: int = 8):
     """``weights[key] = (w (side², units), kept (units,))``: the ``n_units`` largest-norm kept units as
-    images, every panel on one symmetric colour scale with a colour bar."""
+    images, every panel on one symmetric colour scale ±(the ``CLIP`` quantile of |w| over all panels) with
+    a colour bar; larger weights saturate, which the colour bar's arrows show."""
     fig, axes = style.figure("double", aspect=len(weights) / n_units * 0.8, ncols=n_units, nrows=len(weights),
                              squeeze=False, layout="constrained")
     shown = {}
@@ -136,7 +139,9 @@ def plot_first_layer(weights: dict[str, tuple[np.ndarray, np.ndarray]], side: in
         norms = np.linalg.norm(w, axis=0) * np.asarray(kept, bool)
         order = [u for u in np.argsort(-norms)[:n_units] if norms[u] > 0]
         shown[k] = w[:, order]
-    lim = max((np.abs(v).max() for v in shown.values() if v.size), default=1.0) or 1.0
+    values = np.abs(np.concatenate([v.ravel() for v in shown.values()] or [np.zeros(1)]))
+    lim = float(np.quantile(values, CLIP)) or 1.0  # a few large weights would wash out every other panel
+    extend = "both" if values.max() > lim else "neither"
     image = None
     for r, (k, w) in enumerate(shown.items()):
         for c in range(n_units):
@@ -149,7 +154,7 @@ def plot_first_layer(weights: dict[str, tuple[np.ndarray, np.ndarray]], side: in
                 image = ax.imshow(w[:, c].reshape(side, side), cmap="RdBu_r", vmin=-lim, vmax=lim)
         axes[r][0].set_ylabel(style.look(k).label, rotation=0, ha="right", va="center")
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.8, label="posterior mean weight")
+        fig.colorbar(image, ax=axes, shrink=0.8, extend=extend, label="posterior mean weight")
     return fig
 
 
