@@ -3,7 +3,8 @@
     python -m paper_figures [--results results] [--out figures]
 
 Each figure module in this package exposes ``make(results_dir, out_dir) -> list[Path]``, which
-returns ``[]`` when the tables it needs are absent.
+returns ``[]`` when the tables it needs are absent. A results folder that does not exist is an error
+that says how to create one.
 """
 
 from __future__ import annotations
@@ -41,12 +42,16 @@ def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--out", type=Path, default=Path("figures"))
     args = p.parse_args(argv)
+    if not args.results.is_dir():
+        raise SystemExit(f"results folder {args.results} does not exist: run the experiments first, e.g. "
+                         f"python -m experiments.all --out {args.results} (every table; --quick for a smoke run) "
+                         f"or python -m experiments.<name> --out {args.results}")
     written = build_all(args.results, args.out)
     for name, paths in written.items():
         print(f"{name:<24} " + ", ".join(str(x) for x in paths))
     missing = sorted(set(figure_modules()) - set(written))
     if missing:
-        print(f"no results yet for: {', '.join(missing)}")
+        print(f"no results in {args.results} yet for: {', '.join(missing)}")
     return written
 
 

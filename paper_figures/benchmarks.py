@@ -12,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import NullFormatter
 
-from paper_figures.style import PALETTE, figure, read_table, save
+from paper_figures import style
+from paper_figures.style import figure, read_table
 
 TABLE = "bench_scaling.csv"
 LABELS = {"bmr-weight": "BMR (weights) / elementwise", "bmr-node": "BMR (nodes) / elementwise",
           "laplace-diag-ggn": "diag GGN / grad", "laplace-diag-ef": "diag EF / grad",
           "laplace-kfac-ggn": "KFAC GGN / grad", "laplace-kfac-ef": "KFAC EF / grad"}
 MARKERS = "osD^v<>ph*"
-COLORS = [c for c in PALETTE if c != "#F0E442"]  # yellow is too faint for thin lines
+LINESTYLES = ("-", "--", ":", "-.")
 
 
 def _label(measure: str) -> str:
@@ -30,26 +30,36 @@ def _label(measure: str) -> str:
     return LABELS.get(measure, measure)
 
 
+def _color(measure: str) -> str:
+    """The colour of the method family a measure times (``paper_figures.style.METHODS``)."""
+    family = measure[4:] if measure.startswith("svi-") else measure.split("-")[0]
+    family = {"laplace": "laplace-opd-weight"}.get(family, family)
+    return style.look(family).color if family in style.METHODS else "0.3"
+
+
 def plot(table: pd.DataFrame):
-    fig, (ax, ax_nuts) = figure("double", aspect=0.36, ncols=2, gridspec_kw={"width_ratios": [2.2, 1]})
+    fig, (ax, ax_nuts) = figure("double", aspect=0.36, ncols=2, gridspec_kw={"width_ratios": [2.2, 1]},
+                                 layout="constrained")
     costs = table[table["measure"] != "nuts"]
     curves = costs.groupby(["measure", "n_params"], sort=True)["ratio"].median().reset_index()
     for i, (measure, g) in enumerate(curves.groupby("measure", sort=True)):
-        ax.plot(g["n_params"], g["ratio"], marker=MARKERS[i % len(MARKERS)], ms=3.5, color=COLORS[i % len(COLORS)],
-                label=_label(measure))
+        ax.plot(g["n_params"], g["ratio"], marker=MARKERS[i % len(MARKERS)], ms=3.5, color=_color(measure),
+                ls=LINESTYLES[i % len(LINESTYLES)], label=_label(measure))
     ax.axhline(1.0, color="0.5", ls="--", lw=0.8)
     ax.set(xscale="log", yscale="log", xlabel="parameters", ylabel="cost ratio (same run)")
-    ax.legend(fontsize="x-small", ncol=2, frameon=False)
+    style.plain_log_ticks(ax, "x")
+    style.plain_log_ticks(ax, "y")
     nuts = table[table["measure"] == "nuts"].sort_values("n_params")
     if len(nuts):
-        ax_nuts.plot(nuts["n_params"], nuts["ess_per_s"], marker="o", ms=3.5, color=PALETTE[3])
+        nuts_look = style.look("nuts")
+        ax_nuts.plot(nuts["n_params"], nuts["ess_per_s"], marker=nuts_look.marker, ms=3.5, color=nuts_look.color)
         ax_nuts.set(xscale="log", yscale="log")
-        ax_nuts.xaxis.set_minor_formatter(NullFormatter())
-        ax_nuts.yaxis.set_minor_formatter(NullFormatter())
+        style.plain_log_ticks(ax_nuts, "x")
+        style.plain_log_ticks(ax_nuts, "y")
     else:
         ax_nuts.text(0.5, 0.5, "no NUTS runs", ha="center", va="center", transform=ax_nuts.transAxes)
     ax_nuts.set(xlabel="parameters", ylabel="NUTS min ESS / s", title="NUTS (small networks)")
-    fig.tight_layout()
+    style.legend_of(fig, ax, loc="outside lower center", ncol=3)
     return fig
 
 
@@ -57,4 +67,4 @@ def make(results_dir: Path, out_dir: Path) -> list[Path]:
     table = read_table(results_dir, TABLE)
     if table is None or not np.isfinite(table.get("ratio", pd.Series(dtype=float))).any():
         return []
-    return save(plot(table), Path(out_dir) / "bench_scaling")
+    return style.save(plot(table), Path(out_dir) / "bench_scaling")

@@ -33,7 +33,7 @@ def plot(table: pd.DataFrame) -> Figure:
         raise ValueError(f"table lacks columns {sorted(missing)}")
     if table.empty:
         raise ValueError("table is empty")
-    fig, (ax, ax_err) = style.figure("double", aspect=0.36, ncols=2)
+    fig, (ax, ax_err) = style.figure("double", aspect=0.36, ncols=2, layout="constrained")
     kinds = [k for k in KIND_LABELS if k in set(table["kind"])] + sorted(set(table["kind"]) - set(KIND_LABELS))
     for i, kind in enumerate(kinds):
         part = table[table["kind"] == kind]
@@ -52,7 +52,6 @@ def plot(table: pd.DataFrame) -> Figure:
     rel = (table["abs_err"][big] / table["exact"][big].abs()).max() if big.any() else 0.0
     ax.text(0.03, 0.97, f"{len(table)} comparisons\nlargest |ΔF − exact| = {table['abs_err'].max():.1e}\n"
             f"largest relative error = {rel:.1e}", transform=ax.transAxes, va="top", ha="left")
-    ax.legend(loc="lower right", frameon=False, markerscale=2)
     ax.set_title("(a) ΔF vs exact log Bayes factor", loc="left")
 
     grid = np.logspace(np.log10(max(table["exact"].abs().min(), FLOOR)), np.log10(max(table["exact"].abs().max(), 1.0)), 50)
@@ -61,9 +60,8 @@ def plot(table: pd.DataFrame) -> Figure:
     ax_err.set_yscale("log")
     ax_err.set_xlabel("|exact|")
     ax_err.set_ylabel("|ΔF − exact|")
-    ax_err.legend(loc="upper left", frameon=False)
     ax_err.set_title(f"(b) absolute error (errors of exactly 0 drawn at {FLOOR:g})", loc="left")
-    fig.tight_layout()
+    style.legend_of(fig, [ax, ax_err], loc="outside lower center", ncol=4, markerscale=2)
     return fig
 
 

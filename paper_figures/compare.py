@@ -2,12 +2,16 @@
 
 * ``compare_metrics``      accuracy / NLL / ECE by architecture × inference scheme
 * ``compare_pruned``       fraction of weights and of nodes pruned, per architecture × scheme
-* ``compare_cdf``          CDF of |posterior mean| per layer (one panel per layer of the first net)
-* ``compare_first_layer``  first-layer posterior means of MLP hidden units as 8×8 images
-* ``compare_training``     validation accuracy and fraction of nodes kept over training (SS-IG/GL/GHS),
-                           with the final per-layer fraction kept
 * ``compare_cost``         compression ratio (total / nonzero) and FLOPs ratio (compacted / dense)
+* ``compare_cdf``          CDF of |posterior mean| (before pruning) per layer of the first net
+* ``compare_first_layer``  first-layer posterior means of kept MLP hidden units as 8×8 images, one symmetric
+                           colour scale (± the 99th percentile of |w|) with a colour bar
+* ``compare_training``     validation accuracy and fraction of nodes kept per layer over training (SS-IG/GL/GHS),
+                           the final fraction kept marked at the end
 * ``compare_creg``         SS-GHS with c_reg = 1 vs c_reg = k_l + 1: accuracy and nodes kept per layer
+
+Per-run metrics are drawn with :func:`paper_figures.style.seed_points` (every seed a dot, the mean with
+its 95 % t interval); the npz-based figures show the lowest seed of each run.
 """
 
 from __future__ import annotations
@@ -16,195 +20,211 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
-from paper_figures.style import PALETTE, figure, method_color, save
+from paper_figures import style
 
-TRAINING = ("ss-ig", "ss-gl", "ss-ghs")
-_LABELS = {"map": "MAP", "gaussian-bmr": "Gaussian+BMR", "horseshoe": "Horseshoe+BMR", "ss-ig": "SS-IG",
-           "ss-gl": "SS-GL", "ss-ghs": "SS-GHS", "laplace-opd": "Laplace+OPD"}
-_COLOURS = {"gaussian-bmr": "bmr", "laplace-opd": "laplace"}
-
-
-def label(row) -> str:
-    """Display name of one run: the method, its pruning variant (Laplace-OPD) and c_reg (SS-GHS)."""
-    name = _LABELS.get(row["method"], row["method"])
-    if row.get("pruning") in ("opd-weight", "opd-node"):
-        name += " (nodes)" if row["pruning"] == "opd-node" else " (weights)"
-    c = row.get("c_reg")
-    if isinstance(c, str) and c == "fan_in":
-        name += r" $c=k_l{+}1$"
-    return name
+TRAINING = ("ss-ig", "ss-gl", "ss-ghs", "ss-ghs-fan-in")
+CLIP = 0.99  # compare_first_layer: colour scale ± this quantile of |w| over every panel
+NET_LABELS = {"mlp": "MLP", "lenet": "LeNet-5", "vit": "ViT", "mixer": "MLP-Mixer"}
+# experiments.compare method (and pruning / c_reg) -> style key
+KEYS = {"map": "map", "gaussian-bmr": "gaussian-bmr", "horseshoe": "horseshoe-bmr", "ss-ig": "ss-ig",
+        "ss-gl": "ss-gl", "ss-ghs": "ss-ghs", "laplace-opd": "laplace-opd-weight"}
 
 
-def labelled(table: pd.DataFrame) -> pd.DataFrame:
+def net_label(net: str) -> str:
+    return NET_LABELS.get(net, str(net))
+
+
+def key(row) -> str:
+    """The :data:`paper_figures.style.METHODS` key of one run: its method, Laplace-OPD's pruning, SS-GHS's c_reg."""
+    method = row["method"]
+    if method not in KEYS:
+        raise ValueError(f"unknown method {method!r} in compare.csv; known: {sorted(KEYS)}")
+    if method == "laplace-opd" and row.get("pruning") == "opd-node":
+        return "laplace-opd-node"
+    if method == "ss-ghs":
+        c = row.get("c_reg")
+        if str(c) == "fan_in":
+            return "ss-ghs-fan-in"
+        if c is not None and not (isinstance(c, float) and np.isnan(c)) and float(c) != 1.0:
+            raise ValueError(f"SS-GHS with c_reg = {c} has no look (only 1 and 'fan_in')")
+    return KEYS[method]
+
+
+def keyed(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``key`` column (style key per row) and a ``label`` column (its display name)."""
     t = table.copy()
-    if "c_reg" in t:
-        t["c_reg"] = t["c_reg"].astype(object).where(t["c_reg"].notna(), None)
-        t["c_reg"] = t["c_reg"].map(lambda c: "fan_in" if str(c) == "fan_in" else c)
-    t["label"] = [label(r) for r in t.to_dict("records")]
+    t["key"] = [key(r) for r in t.to_dict("records")]
+    t["label"] = [style.look(k).label for k in t["key"]]
     return t
 
 
-def _colour(method: str, i: int) -> str:
-    return method_color(_COLOURS.get(method, method), i) or PALETTE[i % len(PALETTE)]
-
-
-def _grouped_bars(ax, t: pd.DataFrame, value: str):
-    """Bars of ``value``: groups = nets, one bar per label (coloured by method, hatched for variants)."""
-    nets_ = list(dict.fromkeys(t["net"]))
-    labels = list(dict.fromkeys(t["label"]))
-    width = 0.8 / max(len(labels), 1)
-    for j, lab in enumerate(labels):
-        sub = t[t["label"] == lab].set_index("net")
-        method = sub["method"].iloc[0]
-        xs = [i + (j - (len(labels) - 1) / 2) * width for i, n in enumerate(nets_) if n in sub.index]
-        ys = [float(sub.loc[n, value]) if np.ndim(sub.loc[n, value]) == 0 else float(sub.loc[n, value].iloc[0])
-              for n in nets_ if n in sub.index]
-        variant = "(nodes)" in lab or "k_l" in lab
-        ax.bar(xs, ys, width, color=_colour(method, j), hatch="//" if variant else None, edgecolor="white",
-               linewidth=0.3, label=lab)
-    ax.set_xticks(range(len(nets_)), [n.upper() if n in ("mlp", "vit") else n.capitalize() for n in nets_])
-    return labels
+def _metric_panels(t: pd.DataFrame, panels, aspect=0.3):
+    """One panel per ``(column, y label)``, nets on x, methods as seed points; one legend outside."""
+    keys = style.in_order(t["key"])
+    fig, axes = style.figure("double", aspect=aspect, ncols=len(panels), layout="constrained")
+    axes = np.atleast_1d(axes)
+    several = False
+    for ax, (col, name) in zip(axes, panels):
+        several |= style.seed_points(ax, t, col, keys=keys, group_label=net_label)
+        ax.set_ylabel(name)
+    style.legend(fig, keys, seeds=several)
+    return fig, axes
 
 
 def plot_metrics(table: pd.DataFrame):
     """Accuracy, NLL and ECE by architecture × inference scheme."""
-    t = labelled(table)
-    fig, axes = figure("double", aspect=0.3, ncols=3, layout="constrained")
-    for ax, (col, name) in zip(axes, (("accuracy", "test accuracy"), ("nll", "test NLL (nats)"), ("ece", "ECE"))):
-        _grouped_bars(ax, t, col)
-        ax.set_ylabel(name)
-    lo = t["accuracy"].min()
-    axes[0].set_ylim(max(0.0, lo - 0.1), 1.0)
-    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    t = keyed(table)
+    fig, axes = _metric_panels(t, (("accuracy", "test accuracy"), ("nll", "test NLL (nats)"), ("ece", "ECE")))
+    axes[0].set_ylim(top=1.0)
+    for ax in axes:
+        style.zero_or_break(ax)
     return fig
 
 
 def plot_pruned(table: pd.DataFrame):
     """Fraction of weights and of nodes pruned per architecture × scheme."""
-    t = labelled(table)
-    t["nodes_pruned"] = 1.0 - t["nodes_kept"].fillna(1.0) if "nodes_kept" in t else 0.0
-    fig, axes = figure("double", aspect=0.3, ncols=2, layout="constrained")
-    _grouped_bars(axes[0], t, "weight_sparsity")
-    axes[0].set_ylabel("fraction of weights pruned")
-    _grouped_bars(axes[1], t, "nodes_pruned")
-    axes[1].set_ylabel("fraction of nodes pruned")
+    t = keyed(table)
+    # unpruned MAP: no node pruned; a run without a node count (unstructured pruning) is left out, not drawn at 0
+    kept = t["nodes_kept"] if "nodes_kept" in t else pd.Series(np.nan, index=t.index)
+    t["nodes_pruned"] = (1.0 - kept).where(t["key"] != "map", 0.0)
+    fig, axes = _metric_panels(t, (("weight_sparsity", "fraction of weights pruned"),
+                                   ("nodes_pruned", "fraction of nodes pruned")))
     for ax in axes:
-        ax.set_ylim(0, 1)
-    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        ax.set_ylim(0, 1.02)
     return fig
 
 
 def plot_cost(table: pd.DataFrame):
     """Compression ratio (total / nonzero parameters, log scale) and FLOPs ratio (compacted / dense)."""
-    t = labelled(table)
-    fig, axes = figure("double", aspect=0.3, ncols=2, layout="constrained")
-    _grouped_bars(axes[0], t, "compression_ratio")
+    t = keyed(table)
+    fig, axes = _metric_panels(t, (("compression_ratio", "compression ratio (total / nonzero)"),
+                                   ("flops_ratio", "FLOPs ratio (compact / dense)")))
     axes[0].set_yscale("log")
-    axes[0].set_ylabel("compression ratio")
-    _grouped_bars(axes[1], t, "flops_ratio")
-    axes[1].set_ylabel("FLOPs ratio (compact / dense)")
+    style.plain_log_ticks(axes[0])
     axes[1].set_ylim(0, 1.05)
-    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return fig
 
 
-def _colours(labels, colours: dict | None) -> dict:
-    return {lab: (colours or {}).get(lab) or PALETTE[i % len(PALETTE)] for i, lab in enumerate(labels)}
-
-
-def plot_cdf(absmeans: dict[str, dict[str, np.ndarray]], colours: dict[str, str] | None = None):
-    """``absmeans[label][layer]`` = |posterior mean| of the layer's weights: one CDF panel per layer."""
-    colours = _colours(absmeans, colours)
+def plot_cdf(absmeans: dict[str, dict[str, np.ndarray]]):
+    """``absmeans[key][layer]`` = |posterior mean| of the layer's weights: one CDF panel per layer."""
     layers = list(dict.fromkeys(k for d in absmeans.values() for k in d))
-    fig, axes = figure("double", aspect=0.28, ncols=len(layers), squeeze=False,
-                       layout="constrained")
+    fig, axes = style.figure("double", aspect=0.28, ncols=len(layers), squeeze=False, layout="constrained")
     for ax, layer in zip(axes[0], layers):
-        for i, (lab, d) in enumerate(absmeans.items()):
+        for j, (k, d) in enumerate(absmeans.items()):
             if layer in d:
+                lk = style.look(k)
                 v = np.sort(d[layer])
-                ax.plot(np.maximum(v, 1e-8), np.arange(1, len(v) + 1) / len(v), color=colours[lab],
-                        label=lab, lw=1)
+                ax.plot(np.maximum(v, 1e-8), np.arange(1, len(v) + 1) / len(v),
+                        **lk.line(markevery=(0.03 + 0.025 * j, 0.25)))
         ax.set_xscale("log")
         ax.set_xlim(1e-5, None)
+        ax.set_ylim(0, 1.0)
         ax.set_title(layer)
-        ax.set_xlabel("|posterior mean|")
+    fig.supxlabel("|posterior mean| of a weight (before pruning)", fontsize=8)
     axes[0][0].set_ylabel("CDF")
-    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    style.legend(fig, absmeans, kind="line")
     return fig
 
 
 def plot_first_layer(weights: dict[str, tuple[np.ndarray, np.ndarray]], side: int = 8, n_units: int = 8):
-    """``weights[label] = (w (side², units), kept (units,))``: the ``n_units`` largest-norm kept units as images."""
-    fig, axes = figure("double", aspect=len(weights) / n_units * 1.05, ncols=n_units, nrows=len(weights),
-                       squeeze=False)
-    for r, (lab, (w, kept)) in enumerate(weights.items()):
+    """``weights[key] = (w (side², units), kept (units,))``: the ``n_units`` largest-norm kept units as
+    images, every panel on one symmetric colour scale ±(the ``CLIP`` quantile of |w| over all panels) with
+    a colour bar; larger weights saturate, which the colour bar's arrows show."""
+    fig, axes = style.figure("double", aspect=len(weights) / n_units * 0.8, ncols=n_units, nrows=len(weights),
+                             squeeze=False, layout="constrained")
+    shown = {}
+    for k, (w, kept) in weights.items():
         norms = np.linalg.norm(w, axis=0) * np.asarray(kept, bool)
-        order = np.argsort(-norms)[:n_units]
-        lim = np.abs(w[:, order]).max() or 1.0
+        order = [u for u in np.argsort(-norms)[:n_units] if norms[u] > 0]
+        shown[k] = w[:, order]
+    values = np.abs(np.concatenate([v.ravel() for v in shown.values()] or [np.zeros(1)]))
+    lim = float(np.quantile(values, CLIP)) or 1.0  # a few large weights would wash out every other panel
+    extend = "both" if values.max() > lim else "neither"
+    image = None
+    for r, (k, w) in enumerate(shown.items()):
         for c in range(n_units):
             ax = axes[r][c]
             ax.set_xticks([])
             ax.set_yticks([])
             for s in ax.spines.values():
                 s.set_visible(False)
-            if c < len(order) and norms[order[c]] > 0:
-                ax.imshow(w[:, order[c]].reshape(side, side), cmap="RdBu_r", vmin=-lim, vmax=lim)
-        axes[r][0].set_ylabel(lab, rotation=0, ha="right", va="center")
+            if c < w.shape[1]:
+                image = ax.imshow(w[:, c].reshape(side, side), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        axes[r][0].set_ylabel(style.look(k).label, rotation=0, ha="right", va="center")
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, extend=extend, label="posterior mean weight")
     return fig
 
 
-def plot_training(histories: dict[str, dict[str, np.ndarray]], final_layers: dict[str, dict[str, float]],
-                  colours: dict[str, str] | None = None):
-    """Validation accuracy and nodes kept per layer over training (colour: method, line style: layer;
-    overall fraction where a history has no per-layer record); final fraction kept per layer."""
-    colours = _colours(histories, colours)
-    fig, axes = figure("double", aspect=0.3, ncols=3, layout="constrained")
-    styles = ("-", "--", ":", "-.")
-    for i, (lab, h) in enumerate(histories.items()):
-        col = colours[lab]
+def plot_training(histories: dict[str, dict[str, np.ndarray]], final_layers: dict[str, dict[str, float]]):
+    """Validation accuracy, then the fraction of nodes kept over training, one panel per layer (overall
+    where a history has no per-layer record); the final per-layer fraction kept (the pruning rule applied
+    to the trained posterior) as the method's marker at the last step."""
+    layers = list(dict.fromkeys(l for h in histories.values() for l in _prefixed(h, "nodes_kept/")))
+    panels = layers or [None]
+    fig, axes = style.figure("double", aspect=0.3, ncols=1 + len(panels), layout="constrained")
+    for j, (k, h) in enumerate(histories.items()):
+        lk = style.look(k)
+        line = lk.line(markevery=(j, len(histories)))
         if "val_accuracy" in h:
-            axes[0].plot(h["step"], h["val_accuracy"], color=col, label=lab)
+            axes[0].plot(h["step"], h["val_accuracy"], **line)
         per_layer = _prefixed(h, "nodes_kept/")
-        for j, (layer, kept) in enumerate(per_layer.items()):
-            axes[1].plot(h["step"], kept, color=col, ls=styles[j % len(styles)], label=layer if i == 0 else None)
-        if not per_layer and "nodes_kept" in h:
-            axes[1].plot(h["step"], h["nodes_kept"], color=col)
+        for ax, layer in zip(axes[1:], panels):
+            kept = per_layer.get(layer) if layer is not None else h.get("nodes_kept")
+            if kept is not None:
+                ax.plot(h["step"], kept, **line)
+            end = final_layers.get(k, {}).get(layer) if layer is not None else None
+            if end is not None and len(h["step"]):
+                ax.plot(h["step"][-1], end, ls="none", marker=lk.marker, color=lk.color, ms=5, mec="black", mew=0.5,
+                        clip_on=False, zorder=4)
     axes[0].set_ylabel("validation accuracy")
+    axes[0].set_ylim(top=1.0)
+    style.zero_or_break(axes[0])
+    for ax, layer in zip(axes[1:], panels):
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"nodes kept, {layer}" if layer is not None else "nodes kept")
     axes[1].set_ylabel("fraction of nodes kept")
-    if axes[1].get_legend_handles_labels()[0]:
-        axes[1].legend(frameon=False, fontsize="small")
-    axes[1].set_ylim(0, 1.05)
-    for ax in axes[:2]:
+    for ax in axes:
         ax.set_xlabel("SVI step")
-    layers = list(dict.fromkeys(k for d in final_layers.values() for k in d))
-    width = 0.8 / max(len(final_layers), 1)
-    for j, (lab, d) in enumerate(final_layers.items()):
-        xs = [i + (j - (len(final_layers) - 1) / 2) * width for i, l in enumerate(layers) if l in d]
-        axes[2].bar(xs, [d[l] for l in layers if l in d], width, color=colours[lab], label=lab)
-    axes[2].set_xticks(range(len(layers)), layers)
-    axes[2].set_ylabel("nodes kept (final)")
-    axes[2].set_ylim(0, 1.05)
-    axes[2].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    style.legend(fig, histories, kind="line",
+                 extra=[(Line2D([], [], ls="none", marker="o", color="0.6", mec="black", mew=0.5, ms=5),
+                         "final (pruned)")])
     return fig
 
 
-def plot_creg(table: pd.DataFrame, layers: dict[str, dict[str, float]]):
+def nodes_per_layer(table: pd.DataFrame) -> pd.DataFrame:
+    """Long table of the per-layer fractions kept (``nodes_kept/<layer>`` columns): one row per run × layer."""
+    cols = [c for c in table.columns if c.startswith("nodes_kept/")]
+    ids = [c for c in ("net", "key", "seed") if c in table]
+    long = table[ids + cols].melt(id_vars=ids, var_name="layer", value_name="kept").dropna(subset=["kept"])
+    long["layer"] = long["layer"].str[len("nodes_kept/"):]
+    nets_ = list(dict.fromkeys(table["net"]))
+    long = long.sort_values("net", key=lambda c: c.map(nets_.index), kind="stable")
+    long["net_layer"] = [f"{net_label(n)} {l}" for n, l in zip(long["net"], long["layer"])]
+    return long
+
+
+def plot_creg(table: pd.DataFrame):
     """SS-GHS with c_reg = 1 vs k_l + 1: test accuracy per net and final nodes kept per layer."""
-    t = labelled(table)
-    fig, axes = figure("double", aspect=0.3, ncols=2, layout="constrained")
-    _grouped_bars(axes[0], t, "accuracy")
+    t = keyed(table)
+    keys = style.in_order(t["key"])
+    fig, axes = style.figure("double", aspect=0.3, ncols=2, layout="constrained",
+                             gridspec_kw={"width_ratios": [1, 2]})
+    several = style.seed_points(axes[0], t, "accuracy", keys=keys, group_label=net_label)
     axes[0].set_ylabel("test accuracy")
-    axes[0].set_ylim(max(0.0, t["accuracy"].min() - 0.1), 1.0)
-    names = list(dict.fromkeys(k for d in layers.values() for k in d))
-    width = 0.8 / max(len(layers), 1)
-    for j, (lab, d) in enumerate(layers.items()):
-        xs = [i + (j - (len(layers) - 1) / 2) * width for i, l in enumerate(names) if l in d]
-        axes[1].bar(xs, [d[l] for l in names if l in d], width, color=PALETTE[j % len(PALETTE)], label=lab)
-    axes[1].set_xticks(range(len(names)), names, rotation=30, ha="right")
-    axes[1].set_ylabel("nodes kept")
+    axes[0].set_ylim(top=1.0)
+    style.zero_or_break(axes[0])
+    long = nodes_per_layer(t)
+    if len(long):
+        several |= style.seed_points(axes[1], long, "kept", group="net_layer", keys=keys)
+        axes[1].tick_params(axis="x", rotation=30)
+        for lab in axes[1].get_xticklabels():
+            lab.set_ha("right")
+    axes[1].set_ylabel("fraction of nodes kept")
     axes[1].set_ylim(0, 1.05)
-    axes[1].legend(frameon=False)
+    style.legend(fig, keys, seeds=several)
     return fig
 
 
@@ -224,42 +244,36 @@ def _prefixed(d: dict, prefix: str) -> dict:
 
 
 def make(results_dir: Path, out_dir: Path) -> list[Path]:
-    path = Path(results_dir) / "compare.csv"
-    if not path.exists():
+    table = style.read_table(results_dir, "compare.csv")
+    if table is None:
         return []
-    table = labelled(pd.read_csv(path))
-    if table.empty:
-        return []
-    # one run per (net, label): the latest row wins (the table may hold several seeds or settings)
-    table = table.drop_duplicates(["net", "label"], keep="last")
+    table = style.latest_per_seed(keyed(table), ["net", "key"])
     out = Path(out_dir)
-    paths = save(plot_metrics(table), out / "compare_metrics")
-    paths += save(plot_pruned(table), out / "compare_pruned")
-    paths += save(plot_cost(table), out / "compare_cost")
-    runs = _load(Path(results_dir), table)
-    one = table.drop_duplicates("summary")  # Laplace-OPD's two rows share one posterior
+    paths = style.save(plot_metrics(table), out / "compare_metrics")
+    paths += style.save(plot_pruned(table), out / "compare_pruned")
+    paths += style.save(plot_cost(table), out / "compare_cost")
+    # npz figures: the first net, the lowest seed, one run per posterior (Laplace-OPD's two rows share one;
+    # its node-pruning row names it, as the first-layer images show the units that pruning keeps)
     first_net = "mlp" if "mlp" in set(table["net"]) else table["net"].iloc[0]
-    sel = one[(one["net"] == first_net) & one.index.isin(list(runs))]
-    name = {i: _LABELS.get(r["method"], r["method"]) + (r" $c=k_l{+}1$" if r.get("c_reg") == "fan_in" else "")
-            for i, r in sel.iterrows()}
-    colours = {name[i]: (PALETTE[5] if r.get("c_reg") == "fan_in" else _colour(r["method"], k))
-               for k, (i, r) in enumerate(sel.iterrows())}
-    if len(sel):
-        fig = plot_cdf({name[i]: _prefixed(runs[i], "absmean/") for i in sel.index}, colours)
-        paths += save(fig, out / "compare_cdf")
-        images = {name[i]: (runs[i]["first_layer"], runs[i]["first_layer_kept"]) for i in sel.index
-                  if runs[i]["first_layer"].ndim == 2 and runs[i]["first_layer"].shape[0] == 64}
+    sel = table[(table["net"] == first_net) & (table["key"] != "laplace-opd-weight")]
+    if "seed" in sel:
+        sel = sel[sel["seed"] == sel["seed"].min()]
+    runs = _load(Path(results_dir), sel)
+    idx = {sel.loc[i, "key"]: i for i in runs}
+    keys = style.in_order(idx)
+    if keys:
+        paths += style.save(plot_cdf({k: _prefixed(runs[idx[k]], "absmean/") for k in keys}), out / "compare_cdf")
+        images = {k: (runs[idx[k]]["first_layer"], runs[idx[k]]["first_layer_kept"]) for k in keys
+                  if runs[idx[k]]["first_layer"].ndim == 2 and runs[idx[k]]["first_layer"].shape[0] == 64}
         if images:
-            paths += save(plot_first_layer(images), out / "compare_first_layer")
-        train = [i for i in sel.index if sel.loc[i, "method"] in TRAINING and "history/step" in runs[i]]
+            paths += style.save(plot_first_layer(images), out / "compare_first_layer")
+        train = [k for k in keys if k in TRAINING and "history/step" in runs[idx[k]]]
         if train:
-            fig = plot_training({name[i]: _prefixed(runs[i], "history/") for i in train},
-                                {name[i]: {k: float(v) for k, v in _prefixed(runs[i], "nodes_kept/").items()}
-                                 for i in train}, colours)
-            paths += save(fig, out / "compare_training")
-    ghs = table[(table["method"] == "ss-ghs") & table.index.isin(list(runs))]
-    if "c_reg" in table and ghs["c_reg"].nunique() > 1:
-        layers = {f"{r['net']} {r['label']}": {k: float(v) for k, v in _prefixed(runs[i], "nodes_kept/").items()}
-                  for i, r in ghs.iterrows()}
-        paths += save(plot_creg(ghs, layers), out / "compare_creg")
+            fig = plot_training({k: _prefixed(runs[idx[k]], "history/") for k in train},
+                                {k: {n: float(v) for n, v in _prefixed(runs[idx[k]], "nodes_kept/").items()}
+                                 for k in train})
+            paths += style.save(fig, out / "compare_training")
+    ghs = table[table["key"].isin(["ss-ghs", "ss-ghs-fan-in"])]
+    if ghs["key"].nunique() > 1:
+        paths += style.save(plot_creg(ghs), out / "compare_creg")
     return paths

@@ -59,7 +59,8 @@ def _priors(table: pd.DataFrame) -> list[str]:
 
 def _panels(k: int):
     """``k`` panels side by side: one column for a single panel, two columns otherwise."""
-    fig, axes = style.figure("double" if k > 1 else "single", aspect=0.36 if k > 1 else 0.75, ncols=k, squeeze=False)
+    fig, axes = style.figure("double" if k > 1 else "single", aspect=0.36 if k > 1 else 0.75, ncols=k, squeeze=False,
+                             layout="constrained")
     return fig, list(axes[0])
 
 
@@ -70,7 +71,7 @@ def plot_rate(table: pd.DataFrame, slopes: pd.DataFrame | None = None) -> Figure
     priors = _priors(runs)
     fig, axes = _panels(len(priors))
     for ax, prior in zip(axes, priors):
-        colour = style.method_color(prior)
+        colour = style.look(prior).color
         part = runs[runs["prior"] == prior]
         notes, several = [], part["pi"].nunique() > 1
         for j, (pi, g) in enumerate(part.groupby("pi", sort=False)):
@@ -89,15 +90,17 @@ def plot_rate(table: pd.DataFrame, slopes: pd.DataFrame | None = None) -> Figure
                     notes.append(f"{prefix}{r['slope']:.2f}{interval} vs ε_n {r['eps_slope']:.2f}")
         ref = table[(table["method"] == "nuts") & (table["prior"] == prior)]
         if not ref.empty:
-            ax.scatter(ref["n"], ref["dh_mean"], marker="D", s=14, color=style.method_color("nuts"), label="NUTS", zorder=3)
+            ax.scatter(ref["n"], ref["dh_mean"], marker=style.look("nuts").marker, s=14, color=style.look("nuts").color, label="NUTS", zorder=3)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("n")
-        title = style.method_label(prior) + (": log–log slope [95% CI]" if notes else "")
+        title = style.look(prior).label + (": log–log slope [95% CI]" if notes else "")
         ax.set_title("\n".join([title, *notes]), loc="left", fontsize=6.5)
     axes[0].set_ylabel("E_q[d_H]")
-    axes[0].legend(loc="lower left", frameon=False, fontsize=6)
-    fig.tight_layout()
+    for ax in axes:
+        style.plain_log_ticks(ax, "x")
+        style.plain_log_ticks(ax, "y")
+    style.legend_of(fig, axes, loc="outside lower center", ncol=3)
     return fig
 
 
@@ -120,20 +123,23 @@ def plot_recovery(table: pd.DataFrame) -> Figure:
         g = part[part["pi"] == pi].groupby("n").mean(numeric_only=True)
         for i in layers:
             colour = style.PALETTE[(i - 1) % len(style.PALETTE)]
-            ax.plot(g.index, g[f"kept_{i}"], marker="o", ms=3, color=colour, label=f"kept, layer {i}")
-            ax.plot(g.index, g[f"tp_{i}"], marker="x", ms=3, ls="--", color=colour, label=f"true positives, layer {i}")
+            # open circles under crosses and dashes over the solid line: equal counts stay visible
+            ax.plot(g.index, g[f"kept_{i}"], marker="o", ms=4, mfc="white", color=colour, label=f"kept, layer {i}")
+            ax.plot(g.index, g[f"tp_{i}"], marker="x", ms=3, ls="--", color=colour, zorder=2.1,
+                    label=f"true positives, layer {i}")
             if f"inert_{i}" in g:
                 ax.plot(g.index, g[f"kept_{i}"] - g[f"inert_{i}"], marker="+", ms=4, ls="-.", color=colour, lw=0.8,
-                        label=f"kept, not inert, layer {i}")
+                        zorder=2.2, label=f"kept, not inert, layer {i}")
             ax.axhline(g[f"s_{i}"].iloc[0], color=colour, lw=0.6, ls=":")
         ax.set_xscale("log")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(bottom=0)
         ax.set_xlabel("n")
-        ax.set_title(f"{style.method_label(prior)} ({_pi_label(pi)}; dotted: s_l)", loc="left")
+        ax.set_title(f"{style.look(prior).label} ({_pi_label(pi)}; dotted: s_l)", loc="left")
     axes[0].set_ylabel("hidden nodes")
-    axes[-1].legend(loc="upper right", frameon=False, fontsize=6)
-    fig.tight_layout()
+    for ax in axes:
+        style.plain_log_ticks(ax, "x")
+    style.legend_of(fig, axes, loc="outside lower center", ncol=len(layers))  # one column per layer
     return fig
 
 
@@ -152,22 +158,22 @@ def plot_fan_in(table: pd.DataFrame) -> Figure:
         raise ValueError("table has no width grid (SVI runs at one n with several widths)")
     runs = table[(table["method"] == "svi") & (table["n"] == n)]
     runs = runs[runs.groupby(["prior", "pi"])["width"].transform("nunique") > 1]  # (prior, pi) with a width grid
-    fig, ax = style.figure("single")
+    fig, ax = style.figure("single", layout="constrained")
     for prior, part in runs.groupby("prior", sort=False):
-        colour = style.method_color(prior)
+        colour = style.look(prior).color
         for j, (pi, g) in enumerate(part.groupby("pi", sort=False)):
             mean = g.groupby("width")[["dh_mean", "eps_n"]].mean()
             ax.scatter(g["width"], g["dh_mean"], s=5, alpha=0.4, lw=0, color=colour)
             ax.plot(mean.index, mean["dh_mean"], marker="o", ms=3, ls=PI_STYLE[j % len(PI_STYLE)], color=colour,
-                    label=f"{style.method_label(prior)}, {_pi_label(pi)}")
+                    label=f"{style.look(prior).label}, {_pi_label(pi)}")
             ax.plot(mean.index, mean["eps_n"] * mean["dh_mean"].iloc[0] / mean["eps_n"].iloc[0], color=colour, lw=0.6, ls=":")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("hidden width (fan-in of layer 2)")
     ax.set_ylabel("E_q[d_H]")
     ax.set_title(f"n = {n}; dotted: ε_n scaled to the narrowest width", loc="left")
-    ax.legend(frameon=False, fontsize=6)
-    fig.tight_layout()
+    style.plain_log_ticks(ax, "y")
+    style.legend_of(fig, ax, loc="outside lower center", ncol=2)
     return fig
 
 

@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paper_figures.style import figure, method_color, method_label, save
+from paper_figures import style
+from paper_figures.style import figure, look
 
 RUN = ["dataset", "widths", "prior"]
 MAX_RUNS = 6
-NUTS = method_color("nuts")
+NUTS = look("nuts").color
+PRIOR_NAMES = {"gaussian": "Gaussian", "horseshoe": "horseshoe", "ss-ig": "SS-IG", "ss-gl": "SS-GL", "ss-ghs": "SS-GHS $c{=}1$"}
 
 
 def _runs(df: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
@@ -30,14 +32,15 @@ def _runs(df: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
 
 def _title(key: tuple) -> str:
     dataset, widths, prior = key
-    return f"{dataset} {str(widths).replace(' ', '')}\n{method_label(prior)}"
+    return f"{dataset} {str(widths).replace(' ', '')}\n{PRIOR_NAMES.get(prior, prior)} prior"
 
 
 def _axes(n: int, ncols: int):
     """A grid of roughly 4:3 panels for ``n`` runs, one column wide for a single panel."""
     nrows = max(1, int(np.ceil(n / ncols)))
     width = "single" if ncols == 1 else "double"
-    fig, axes = figure(width, aspect=0.8 * nrows / ncols, ncols=ncols, nrows=nrows, squeeze=False)
+    fig, axes = figure(width, aspect=0.8 * nrows / ncols, ncols=ncols, nrows=nrows, squeeze=False,
+                       layout="constrained")
     axes = axes.ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -48,7 +51,8 @@ def plot_marginals(df: pd.DataFrame):
     """One row of panels per run: KDE densities of selected effective weights (NUTS grey, SVI in the prior's colour)."""
     runs = _runs(df)
     per = max(g["weight"].nunique() for _, g in runs)
-    fig, axes = figure("double", aspect=0.22 * len(runs) + 0.05, ncols=per, nrows=len(runs), squeeze=False)
+    fig, axes = figure("double", aspect=0.22 * len(runs) + 0.05, ncols=per, nrows=len(runs), squeeze=False,
+                       layout="constrained")
     for r, (key, g) in enumerate(runs):
         for c in range(per):
             ax = axes[r, c]
@@ -58,27 +62,27 @@ def plot_marginals(df: pd.DataFrame):
                 continue
             w = g[g["weight"] == weights[c]]
             ax.fill_between(w["x"], w["nuts"], color=NUTS, alpha=0.35, lw=0, label="NUTS")
-            ax.plot(w["x"], w["svi"], color=method_color(key[2]), lw=1.2, label="SVI")
+            ax.plot(w["x"], w["svi"], color=look(key[2]).color, lw=1.2, label="SVI")
             ax.set_title(weights[c], fontsize=6)
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(_title(key), fontsize=6)
-    axes[0, 0].legend(frameon=False)
-    fig.tight_layout()
+    style.legend_of(fig, axes[0, 0])
     return fig
 
 
 def plot_inclusion(df: pd.DataFrame):
     """Per run: node inclusion σ(θ_j) (SVI) vs P(z_j = 1 | y) (NUTS), and the law of the active-node count."""
     runs = _runs(df)
-    fig, axes = figure("double", aspect=0.25 * len(runs) + 0.05, ncols=2, nrows=len(runs), squeeze=False)
+    fig, axes = figure("double", aspect=0.25 * len(runs) + 0.05, ncols=2, nrows=len(runs), squeeze=False,
+                       layout="constrained")
     for r, (key, g) in enumerate(runs):
         for c, kind in enumerate(("node", "count")):
             ax = axes[r, c]
             h = g[g["kind"] == kind].reset_index(drop=True)
             labels = [f"{row.layer.split('_')[-1]}:{int(row.node)}" for row in h.itertuples()]
             x = np.arange(len(h))
-            ax.bar(x - 0.2, h["svi"], 0.4, color=method_color(key[2]), label="SVI")
+            ax.bar(x - 0.2, h["svi"], 0.4, color=look(key[2]).color, label="SVI")
             ax.bar(x + 0.2, h["nuts"], 0.4, color=NUTS, label="NUTS")
             ax.set_xticks(x, labels, fontsize=5, rotation=90)
             ax.set_ylim(0, 1)
@@ -87,8 +91,7 @@ def plot_inclusion(df: pd.DataFrame):
                 ax.set_ylabel(_title(key), fontsize=6)
             if r == 0:
                 ax.set_title("P(node on)  [layer:node]" if kind == "node" else "P(# active nodes = k)  [layer:k]")
-    axes[0, 0].legend(frameon=False, fontsize=6)
-    fig.tight_layout()
+    style.legend_of(fig, axes[0, 0])
     return fig
 
 
@@ -97,7 +100,7 @@ def plot_bands(df: pd.DataFrame):
     runs = _runs(df)
     fig, axes = _axes(len(runs), min(3, len(runs)))
     for ax, (key, g) in zip(axes, runs):
-        for method, color in (("nuts", NUTS), ("svi", method_color(key[2]))):
+        for method, color in (("nuts", NUTS), ("svi", look(key[2]).color)):
             b = g[g["kind"] == method]
             ax.fill_between(b["x"], b["lo"], b["hi"], color=color, alpha=0.3 if method == "nuts" else 0.2, lw=0)
             ax.plot(b["x"], b["mean"], color=color, lw=1.0, label=method.upper())
@@ -105,8 +108,7 @@ def plot_bands(df: pd.DataFrame):
         ax.scatter(d["x"], d["mean"], s=4, color="k", zorder=3, label="data")
         ax.set_title(_title(key), fontsize=6)
         ax.set_xlabel("x")
-    axes[0].legend(frameon=False)
-    fig.tight_layout()
+    style.legend_of(fig, axes[0], loc="outside lower center", ncol=3)
     return fig
 
 
@@ -117,7 +119,7 @@ def plot_bmr(df: pd.DataFrame):
     for ax, (key, g) in zip(axes, runs):
         g = g[np.isfinite(g["sd_nuts_kde"])]
         ax.scatter(g["sd_nuts_kde"], g["df_nuts_gauss"], s=5, color=NUTS, label="Gaussian fit to NUTS")
-        ax.scatter(g["sd_nuts_kde"], g["df_svi"], s=5, color=method_color(key[2]), marker="x", lw=0.6, label="SVI")
+        ax.scatter(g["sd_nuts_kde"], g["df_svi"], s=5, color=look(key[2]).color, marker="x", lw=0.6, label="SVI")
         if len(g):
             lo = float(np.nanmin(g[["sd_nuts_kde", "df_nuts_gauss", "df_svi"]].to_numpy()))
             hi = float(np.nanmax(g[["sd_nuts_kde", "df_nuts_gauss", "df_svi"]].to_numpy()))
@@ -127,8 +129,7 @@ def plot_bmr(df: pd.DataFrame):
         ax.set_title(_title(key), fontsize=6)
         ax.set_xlabel("Savage–Dickey (NUTS KDE)")
         ax.set_ylabel("ΔF")
-    axes[0].legend(frameon=False, fontsize=6)
-    fig.tight_layout()
+    style.legend_of(fig, axes[0], loc="outside lower center", ncol=2)
     return fig
 
 
@@ -146,5 +147,5 @@ def make(results_dir: Path, out_dir: Path) -> list[Path]:
         df = pd.read_csv(table)
         if df.empty:
             continue
-        paths += save(plot(df), out_dir / f"svi_vs_nuts_{name}")
+        paths += style.save(plot(df), out_dir / f"svi_vs_nuts_{name}")
     return paths

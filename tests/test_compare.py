@@ -62,8 +62,9 @@ def test_figures(quick, tmp_path):
 def test_creg_plot_and_labels():
     table = pd.DataFrame({"net": ["mlp", "mlp"], "method": ["ss-ghs", "ss-ghs"], "c_reg": ["1.0", "fan_in"],
                           "pruning": ["indicator"] * 2, "accuracy": [0.9, 0.92]})
-    assert list(figs.labelled(table)["label"]) == ["SS-GHS", r"SS-GHS $c=k_l{+}1$"]
-    fig = figs.plot_creg(table, {"a": {"dense_0": 0.5, "dense_1": 0.25}, "b": {"dense_0": 0.75, "dense_1": 1.0}})
+    table["nodes_kept/dense_0"], table["nodes_kept/dense_1"] = [0.5, 0.75], [0.25, 1.0]
+    assert list(figs.keyed(table)["label"]) == [r"SS-GHS $c{=}1$", r"SS-GHS $c{=}k_l{+}1$"]
+    fig = figs.plot_creg(table)
     assert len(fig.axes) == 2
 
 
