@@ -20,10 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._cli import parser, run_grid
+from experiments._cli import parser
 from sparsebnn import nets
 from sparsebnn.infer.curvature import Likelihood, curvature
 from sparsebnn.infer.laplace import neg_log_joint
+from sparsebnn.results import run_grid
 
 CURVATURES = (("diag", "ggn"), ("diag", "ef"), ("kfac", "ggn"), ("kfac", "ef"))
 

@@ -41,6 +41,7 @@ import numpy as np
 from .infer.curvature import Likelihood, as_likelihood, check_data
 from .infer.laplace import LaplacePosterior, map_train, posterior_precision
 from .nets.base import Network, Params, node_groups, scale_nodes
+from .reduction import node_alive
 
 SPARSITIES = (0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 CRITERIA = ("opd", "magnitude", "random", "snip", "grasp", "synflow")
@@ -263,6 +264,20 @@ def masks_at(net: Network, scores_: Params, sparsities: Sequence[float] = SPARSI
     """``{s: mask}`` over a sparsity grid: weight masks, or node masks when ``structured``."""
     fn = node_mask if structured else weight_mask
     return {float(s): fn(net, scores_, s) for s in sparsities}
+
+
+def posterior_masks(post) -> tuple[dict, dict]:
+    """``(node_masks, masks)`` of a variational posterior by its prior's own rule.
+
+    Spike-and-slab priors: keep node ``j`` when ``σ(θ_j) >= 0.5`` (both masks are those node masks).
+    Other priors: BMR weight masks (keep where ΔF <= 0, ``post.weight_masks()``), and a node is dropped
+    when its whole incoming group has gone (:func:`sparsebnn.reduction.node_alive`).
+    """
+    if post.prior.indicators:
+        nodes = post.node_masks()
+        return nodes, nodes
+    pruned = post.weight_masks()
+    return node_alive(jax.tree.map(np.asarray, pruned), post.net), pruned
 
 
 def apply_mask(params: Params, mask: Params) -> Params:

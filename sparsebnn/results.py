@@ -4,7 +4,7 @@ A results table is a CSV with one row per run (config columns + metric columns).
 appended through :class:`ResultsStore`, which rewrites the file atomically (write to a temporary
 file in the same folder, then ``os.replace``), so an interrupted run never leaves a half-written
 table and every finished configuration survives. ``store.done(config)`` tells a resumed run
-which configurations to skip.
+which configurations to skip; :func:`run_grid` runs a list of configurations that way.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import json
 import os
 import platform
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 _VERSIONED = ("sparsebnn", "jax", "jaxlib", "numpyro", "optax", "arviz", "numpy", "scipy")
 
@@ -79,3 +80,21 @@ class ResultsStore:
         self.table = new if self.table.empty else pd.concat([self.table, new], ignore_index=True)
         self._keys.add(key)
         write_table(self.table, self.path)
+
+
+def run_grid(
+    configs: Iterable[Mapping],
+    run: Callable[[Mapping], Mapping | list[Mapping]],
+    path: Path,
+    overwrite: bool = False,
+    desc: str = "runs",
+) -> pd.DataFrame:
+    """Run ``run(config)`` for each configuration not yet in ``path``; return the whole table."""
+    store = ResultsStore(path, overwrite=overwrite)
+    configs = list(configs)
+    todo = [c for c in configs if not store.done(c)]
+    if len(todo) < len(configs):
+        print(f"resuming {path}: {len(configs) - len(todo)} of {len(configs)} configurations already done")
+    for config in tqdm(todo, desc=desc, disable=len(todo) < 2):
+        store.add(config, run(config))
+    return store.table

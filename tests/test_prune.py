@@ -293,6 +293,39 @@ def test_masks_at_grid_are_nested():
     assert set(nodes) == {0.5, 0.9} and set(nodes[0.5]) == {"dense_0", "dense_1"}
 
 
+def _posterior(net, prior, masks=None, nodes=None):
+    """What prune.posterior_masks reads of a posterior."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(net=net, prior=prior, weight_masks=lambda: masks, node_masks=lambda: nodes)
+
+
+@given(st.integers(0, 2**31 - 1), st.floats(0.0, 1.0))
+def test_posterior_masks_drop_a_node_when_its_whole_group_has_gone(seed, keep):
+    """BMR weight masks: a node stays while any incoming weight or its bias does (the former
+    experiments.svi_sparsity.dead_nodes, here by brute force over every node)."""
+    from sparsebnn import priors
+
+    net = nets.mlp([3, 4, 5, 2])
+    rng = np.random.default_rng(seed)
+    masks = {l.name: {k: rng.random(s) < keep for k, s in (("w", (l.fan_in, l.n_nodes)), ("b", (l.n_nodes,)))}
+             for l in net.layers}
+    nodes, pruned = prune.posterior_masks(_posterior(net, priors.Gaussian(), masks))
+    assert pruned is masks and set(nodes) == {"dense_0", "dense_1"}
+    for layer, alive in nodes.items():
+        want = [masks[layer]["w"][:, j].any() or masks[layer]["b"][j] for j in range(len(alive))]
+        np.testing.assert_array_equal(alive, want)
+        assert isinstance(alive, np.ndarray) and alive.dtype == bool
+
+
+def test_posterior_masks_of_spike_and_slab_are_the_indicator_masks():
+    from sparsebnn import priors
+
+    nodes = {"dense_0": np.array([True, False, True, True])}
+    got = prune.posterior_masks(_posterior(NET, priors.SpikeSlabIG(), nodes=nodes))
+    assert got == (nodes, nodes)
+
+
 def test_finetune_keeps_pruned_entries_at_zero():
     x, y = linear_data(n=40, d=5)
     params = DEEP.init(jax.random.PRNGKey(5))
