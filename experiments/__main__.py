@@ -64,4 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:  # Ctrl-C: every finished configuration is already saved
+        print("interrupted: finished configurations are saved; the same command resumes", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -8,7 +8,7 @@ Each experiment runs as ``python -m experiments.<name> <scale arguments> --seed 
 own process (its output goes to ``OUT/logs/<name>.log``; ``--verbose`` streams it instead), with a
 progress line and the elapsed time. Rerunning resumes: an invocation that finished with the same
 arguments is skipped (stamp in ``OUT/.reproduce/``, honoured while its tables exist), and every experiment itself skips finished
-configurations (``experiments._cli.run_grid``). A failed experiment is reported and the rest still
+configurations (``sparsebnn.results.run_grid``). A failed experiment is reported and the rest still
 run; the command exits non-zero at the end if any failed. Then every figure is regenerated
 (``paper_figures.build_all``) and ``OUT/summary.md`` / ``OUT/summary.tex`` summarise every results
 table that exists (config columns as rows, metrics averaged over seeds/replicates).

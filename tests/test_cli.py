@@ -80,3 +80,17 @@ def test_launcher_without_a_checkout_is_one_clear_error(tmp_path, monkeypatch, c
     # the current folder is the checkout
     monkeypatch.chdir(ROOT)
     assert cli.checkout() == ROOT
+
+
+def test_only_the_library_is_installed_and_it_imports_no_checkout_folder():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["sparsebnn*"]
+    assert project["tool"]["pytest"]["ini_options"]["pythonpath"] == ["."]
+    modules = sorted(f"sparsebnn.{p.stem}" for p in (ROOT / "sparsebnn").glob("*.py") if p.stem != "__init__")
+    modules += sorted(f"sparsebnn.{p.parent.name}" for p in (ROOT / "sparsebnn").glob("*/__init__.py"))
+    code = (f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'experiments', 'paper_figures', 'theory'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
