@@ -8,7 +8,7 @@ Each experiment runs as ``python -m experiments.<name> <scale arguments> --seed 
 own process (its output goes to ``OUT/logs/<name>.log``; ``--verbose`` streams it instead), with a
 progress line and the elapsed time. Rerunning resumes: an invocation that finished with the same
 arguments is skipped (stamp in ``OUT/.reproduce/``, honoured while its tables exist), and every experiment itself skips finished
-configurations (``experiments._cli.run_grid``). A failed experiment is reported and the rest still
+configurations (``sparsebnn.results.run_grid``). A failed experiment is reported and the rest still
 run; the command exits non-zero at the end if any failed. Then every figure is regenerated
 (``paper_figures.build_all``) and ``OUT/summary.md`` / ``OUT/summary.tex`` summarise every results
 table that exists (config columns as rows, metrics averaged over seeds/replicates).
@@ -16,7 +16,8 @@ table that exists (config columns as rows, metrics averaged over seeds/replicate
 Scales (``--quick`` overrides ``--scale`` and passes only ``--quick`` to each experiment):
 
 * ``cpu`` (default): the embedded data (``digits``, ``breast_cancer``, teacher networks) at the
-  reduced settings in :data:`EXPERIMENTS` — well under an hour on 2 CPU cores for the comparisons.
+  reduced settings in :data:`experiments.registry.EXPERIMENTS` — well under an hour on 2 CPU cores for
+  the comparisons.
 * ``full``: the seeds' settings for a GPU: each experiment's own defaults (its full schedule), and
   the image experiments once per dataset on the MNIST / Fashion-MNIST / CIFAR-10 files (see
   ``sparsebnn.data.resolve_data_dir`` for where they are looked up).
@@ -37,77 +38,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from experiments.registry import BY_NAME, EXPERIMENTS, Experiment, invocations, select, tables
 from sparsebnn.results import _VERSIONED
 
-IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
-
-
-class Experiment(NamedTuple):
-    """One experiment module and its argument lists per scale (one process per argument list)."""
-
-    name: str
-    reproduces: str
-    cpu: tuple[tuple[str, ...], ...] = ((),)
-    full: tuple[tuple[str, ...], ...] = ((),)
-    bench: bool = False
-    tables: tuple[str, ...] = ()  # results tables summarised (default: <name>.csv)
-
-
-def _per_dataset(*args: str) -> tuple[tuple[str, ...], ...]:
-    return tuple((*args, "--dataset", d) for d in IMAGE_DATASETS)
-
-
-EXPERIMENTS: tuple[Experiment, ...] = (
-    Experiment("compare", "main comparison: priors x inference schemes (accuracy, NLL, ECE, sparsity, time)",
-               cpu=((),), full=_per_dataset("--nets", "mlp", "lenet", "vit", "mixer")),
-    Experiment("svi_sparsity", "SVI with each sparsity prior: accuracy, calibration, node sparsity, compression",
-               cpu=(("--hidden", "100", "100", "--steps", "3000", "--samples", "32"),),
-               full=(("--dataset", "mnist"), ("--dataset", "fashion_mnist"),
-                     ("--dataset", "cifar10", "--net", "lenet5"))),
-    Experiment("stochastic_bmr", "iterative (stochastic) BMR vs flat/tiered baselines over training",
-               cpu=(("--net", "mlp", "lenet"),), full=_per_dataset("--net", "mlp", "lenet", "vit", "mixer")),
-    Experiment("spam", "SpaM: accuracy vs sparsity per pruning criterion (Laplace marginal likelihood)",
-               cpu=(("--net", "mlp"),), full=_per_dataset("--net", "mlp", "lenet")),
-    Experiment("bmr_exact", "BMR vs exact Savage-Dickey on conjugate regressions", cpu=((),), full=((),)),
-    Experiment("svi_vs_nuts", "SVI vs NUTS: marginals, inclusion, BMR decisions, predictive bands",
-               cpu=(("--priors", "gaussian", "horseshoe", "ss-ig"),), full=((),)),
-    Experiment("sbc", "simulation-based calibration of the NUTS reference", cpu=(("--n-sims", "100"),),
-               full=((), ("--prior", "gaussian")), tables=("sbc.csv",)),
-    Experiment("contraction", "posterior contraction rates on teacher networks",
-               cpu=(("--n", "500", "1000", "2000", "5000", "--widths", "50", "100", "--fan-in-n", "2000",
-                     "--steps", "4000", "--no-nuts"),),
-               full=((),), tables=("contraction_summary.csv", "contraction_slopes.csv")),
-    Experiment("bench_scaling", "cost ratios vs network size (SVI, BMR, Laplace, NUTS)", bench=True),
-    Experiment("bench_svi", "SVI step cost vs a plain Adam step", bench=True),
-    Experiment("bench_bmr", "BMR pass cost vs an elementwise pass", bench=True),
-    Experiment("bench_laplace", "Laplace curvature cost vs a gradient step", bench=True),
-    Experiment("bench_nuts", "NUTS ESS/s, centred vs non-centred", bench=True),
-    Experiment("bench_compact", "compacted network size, FLOPs and latency", bench=True,
-               tables=("bench_compact_size.csv", "bench_compact_latency.csv")),
-)
-BY_NAME = {e.name: e for e in EXPERIMENTS}
-
-
 # ----------------------------------------------------------------------------- running
-
-
-def invocations(exp: Experiment, scale: str, quick: bool) -> tuple[tuple[str, ...], ...]:
-    """The argument lists (scale part only) with which ``exp`` runs."""
-    if quick:
-        return (("--quick",),)
-    if scale not in ("cpu", "full"):
-        raise ValueError(f"scale must be 'cpu' or 'full'; got {scale!r}")
-    return exp.cpu if scale == "cpu" else exp.full
-
-
-def tables(exp: Experiment) -> tuple[str, ...]:
-    """The results tables ``exp`` writes that the summary reads."""
-    return exp.tables or (f"{exp.name}.csv",)
 
 
 def _stamp(out: Path, name: str, argv: Sequence[str]) -> Path:
@@ -140,16 +78,6 @@ def _tail(path: Path, n: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return ""
-
-
-def select(only: Sequence[str] | None, skip: Sequence[str] | None, bench: bool) -> list[Experiment]:
-    for what, names in (("--only", only), ("--skip", skip)):
-        unknown = sorted(set(names or ()) - set(BY_NAME))
-        if unknown:
-            raise ValueError(f"{what}: unknown experiment(s) {unknown}; choose from {sorted(BY_NAME)}")
-    if only:
-        return [e for e in EXPERIMENTS if e.name in only and e.name not in (skip or ())]
-    return [e for e in EXPERIMENTS if (bench or not e.bench) and e.name not in (skip or ())]
 
 
 def run_all(experiments: Sequence[Experiment], *, out: Path, scale: str = "cpu", quick: bool = False, seed: int = 0,

@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from sparsebnn import compact, nets
+from sparsebnn.results import run_grid
 
-from ._cli import parser, run_grid
+from ._cli import parser
 
 SHAPES = {"digits": (8, 8, 1), "mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 

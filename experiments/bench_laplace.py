@@ -20,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._cli import parser, run_grid
+from experiments._cli import parser
 from sparsebnn import nets
-from sparsebnn.infer import curvature
+from sparsebnn.infer import curvature, neg_log_joint
 from sparsebnn.likelihood import Likelihood
-from sparsebnn.infer import neg_log_joint
+from sparsebnn.results import run_grid
 
 CURVATURES = (("diag", "ggn"), ("diag", "ef"), ("kfac", "ggn"), ("kfac", "ef"))
 

@@ -30,13 +30,14 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import constraints
 
-from experiments._cli import parser, run_grid
+from experiments._cli import parser
 from sparsebnn import data as datasets
 from sparsebnn import nets, priors
 from sparsebnn.diagnostics import diagnose
 from sparsebnn.infer import model_sites
 from sparsebnn.infer import NUTSOptions, batched_sampler, to_datatree
 from sparsebnn.model import BNN
+from sparsebnn.results import run_grid
 
 PROBES = 5
 NOISE = 0.5

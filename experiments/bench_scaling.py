@@ -35,7 +35,7 @@ import numpy as np
 import optax
 import pandas as pd
 
-from experiments._cli import parser, run_grid
+from experiments._cli import parser
 from experiments.bench_laplace import median_seconds
 from experiments.bench_laplace import bench as laplace_bench
 from sparsebnn import data as datasets
@@ -45,7 +45,7 @@ from sparsebnn.infer import neg_log_joint
 from sparsebnn.infer import nuts
 from sparsebnn.infer import svi
 from sparsebnn.reduction import GaussianFactors, reduce
-from sparsebnn.likelihood import Likelihood
+from sparsebnn.results import run_grid
 
 N_CLASSES = 10
 N_DATA = 1024

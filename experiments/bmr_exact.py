@@ -26,8 +26,9 @@ import jax
 import numpy as np
 import pandas as pd
 
-from experiments._cli import parser, run_grid
+from experiments._cli import parser
 from sparsebnn import bmr
+from sparsebnn.results import run_grid
 from theory import savage_dickey as sd
 
 BLOCK = 25
@@ -76,7 +77,8 @@ def compare(reg: sd.Regression, rng: np.random.Generator) -> list[dict]:
     return rows
 
 
-def run_block(config: dict) -> list[dict]:
+def run(config: dict) -> list[dict]:
+    """The comparisons of one block of models (``seed``, ``block``, ``block_size``), float64."""
     rows = []
     with jax.enable_x64(True):
         for model in range(config["block"] * config["block_size"], (config["block"] + 1) * config["block_size"]):
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         p.error("--n-models must be >= 1")
     configs = [dict(seed=args.seed, block=b, block_size=BLOCK) for b in range(math.ceil(n_models / BLOCK))]
     path = args.out / "bmr_exact.csv"
-    table = run_grid(configs, run_block, path, overwrite=args.overwrite, desc="bmr_exact blocks")
+    table = run_grid(configs, run, path, overwrite=args.overwrite, desc="bmr_exact blocks")
     table = table[(table["seed"] == args.seed) & (table["block"] < len(configs))].reset_index(drop=True)
     summary = summarise(table)
     print(f"{path}: {table['model'].nunique()} models, {len(table)} comparisons (float64)")

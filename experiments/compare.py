@@ -45,37 +45,32 @@ import numpy as np
 import optax
 import pandas as pd
 
-from experiments._cli import parser, run_grid
-from experiments.svi_sparsity import make_prior, pruning_masks
+from experiments._cli import parser
 from sparsebnn import compact, metrics, nets, priors, prune
 from sparsebnn import masks as mask_lib
 from sparsebnn import data as datasets
 from sparsebnn.infer import svi
 from sparsebnn.infer import laplace, map_train, posterior_precision
-from sparsebnn.results import config_key
+from sparsebnn.results import config_key, run_grid
 
-NETS = ("mlp", "lenet", "vit", "mixer")
+# --nets name -> (sparsebnn.nets.build name, options), sized for small images (mlp: hidden widths --hidden)
+NETS = {
+    "mlp": ("mlp", {}),
+    "lenet": ("lenet5", {"padding": "SAME"}),
+    "vit": ("vit", {"patch": 2, "width": 32, "depth": 2, "heads": 4}),
+    "mixer": ("mixer", {"patch": 2, "width": 32, "depth": 2}),
+}
 METHODS = ("map", "gaussian-bmr", "horseshoe", "ss-ig", "ss-gl", "ss-ghs", "laplace-opd")
-SVI_PRIORS = {"gaussian-bmr": "gaussian", "horseshoe": "horseshoe", "ss-ig": "ss-ig", "ss-gl": "ss-gl",
-              "ss-ghs": "ss-ghs"}
+# SVI methods -> sparsebnn.priors.get arguments, as experiments.svi_sparsity (ss-ghs: c_reg per run, column c_reg)
+SVI_PRIORS = {
+    "gaussian-bmr": {"name": "gaussian"},
+    "horseshoe": {"name": "tiered-horseshoe"},
+    "ss-ig": {"name": "ss-ig"},
+    "ss-gl": {"name": "ss-gl", "sigma0": 0.2},
+    "ss-ghs": {"name": "ss-ghs"},
+}
 SUMMARY_COLUMNS = ["net", "method", "c_reg", "pruning", "accuracy", "nll", "ece", "weight_sparsity", "nodes_kept",
                    "compression_ratio", "flops_ratio", "wall_time_s"]
-
-
-def build_net(name: str, ds: datasets.Dataset, hidden: list[int], width: int = 32, depth: int = 2):
-    """The compared architectures, sized for small images (patch 2 for ViT/Mixer, SAME-padded LeNet-5)."""
-    if name == "mlp":
-        return nets.mlp([ds.in_dim, *hidden, ds.out_dim])
-    if ds.image_shape is None:
-        raise ValueError(f"--nets {name} needs image data; {ds.name} has none")
-    shape = ds.image_shape
-    if name == "lenet":
-        return nets.lenet5(shape, ds.out_dim, padding="SAME")
-    if name == "vit":
-        return nets.vit(shape, ds.out_dim, patch=2, width=width, depth=depth, heads=4)
-    if name == "mixer":
-        return nets.mixer(shape, ds.out_dim, patch=2, width=width, depth=depth)
-    raise ValueError(f"unknown net {name!r}; choose from {NETS}")
 
 
 def run_name(config: dict) -> str:
@@ -124,8 +119,7 @@ def _evaluate(net, outputs, ds, params, masks) -> dict:
 
 def _fit_svi(config, net, ds):
     steps, warmup = config["steps"], config["steps"] // 2
-    name = SVI_PRIORS[config["method"]]
-    prior = priors.get(name, c_reg=config["c_reg"]) if "c_reg" in config else make_prior(name)
+    prior = priors.get(**SVI_PRIORS[config["method"]], **({"c_reg": config["c_reg"]} if "c_reg" in config else {}))
     beta = optax.linear_schedule(1e-3, 1.0, warmup) if warmup else 1.0
     lr = optax.cosine_decay_schedule(config["svi_lr"], steps, alpha=0.02)
     return svi(net, prior, ds, num_steps=steps, batch_size=config["batch_size"], optimizer=optax.adam(lr),
@@ -136,7 +130,8 @@ def _fit_svi(config, net, ds):
 def run(config: dict, out: Path) -> list[dict]:
     """Fit, prune and evaluate one (net, method); write its npz summary; return its row(s)."""
     ds = datasets.load(config["dataset"], seed=config["seed"], flat=config["net"] == "mlp")
-    net = build_net(config["net"], ds, config["hidden"])
+    name, options = NETS[config["net"]]
+    net = nets.build(name, ds, **options | ({"hidden": config["hidden"]} if name == "mlp" else {}))
     key = jax.random.key(config["seed"])
     n_train, batch, method = len(ds.train.y), config["batch_size"], config["method"]
     epochs = max(1, round(config["steps"] * batch / n_train))
@@ -171,7 +166,7 @@ def run(config: dict, out: Path) -> list[dict]:
     elif method in SVI_PRIORS:
         post = _fit_svi(config, net, ds)
         wall = time.perf_counter() - t0
-        masks, pruned_masks = pruning_masks(post)
+        masks, pruned_masks = post.pruning_masks()
         k_pred, k_mean = jax.random.split(key)
         outputs = np.asarray(post.predict(ds.test.x, k_pred, config["samples"], masks=pruned_masks))
         params = post.mean_params(k_mean, config["samples"], masks=pruned_masks)
@@ -210,7 +205,7 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     p = parser("compare", __doc__.splitlines()[0])
-    p.add_argument("--nets", nargs="+", choices=NETS, default=None, help="default: mlp lenet (--quick: mlp)")
+    p.add_argument("--nets", nargs="+", choices=tuple(NETS), default=None, help="default: mlp lenet (--quick: mlp)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--dataset", default="digits", choices=sorted(datasets.LOADERS))
     p.add_argument("--steps", type=int, default=4000, help="SVI steps (MAP/Laplace: the same number of examples)")

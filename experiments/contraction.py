@@ -12,7 +12,7 @@ the SVI noise. ``E_q`` quantities use a held-out set of ``--n-eval`` fresh ``x``
 same for every ``n``). **Signal condition** (theory/README.md): the teacher is the first seed
 ``>= --teacher-seed`` (default 0; 3 is the first that qualifies) whose every active node ``j``, switched
 off, moves the regression function by ``Delta_j = E_x[(eta0 - eta0^{-j})^2] >= --min-signal * sigma^2``
-(default 0.1; checked on 20,000 fixed x; ``node_signal``, ``choose_teacher_seed``).
+(default 0.1; checked on 20,000 fixed x; ``sparsebnn.recovery.node_signal``, ``choose_teacher_seed``).
 
 **Fits.** A student ``nets.mlp([p, w, w, 1])`` (``w`` = ``--widths``; the first is the base width of the
 ``n`` grid) under SS-IG / SS-GL / SS-GHS (``sigma0 = 1``, ``pi`` theory-driven or fixed), Gaussian
@@ -33,7 +33,8 @@ reference whose indicators do not mix, see its diagnostics).
 * node recovery per hidden layer ``l``: kept nodes ``kept_l`` (inclusion probability >= 1/2; NUTS:
   posterior frequency), and true / false positives against the teacher's active nodes. Hidden nodes
   are exchangeable, so a kept student node is matched to a teacher node by the correlation of their
-  activations on the held-out x (Hungarian assignment, posterior-mean weights of the kept network):
+  activations on the held-out x (``sparsebnn.recovery.match_nodes``: Hungarian assignment, posterior-mean
+  weights of the kept network):
   a match with correlation >= 0.9 is a true positive (``tp_l``), other kept nodes are false positives
   (``fp_l``), unmatched teacher nodes false negatives; ``inert_l`` counts kept nodes whose removal moves
   the posterior-mean function by less than ``1e-3 sigma^2`` in mean square; ``recovered`` = every layer
@@ -43,7 +44,7 @@ reference whose indicators do not mix, see its diagnostics).
   teacher bounds and pi, for shape comparisons only (it holds up to constants).
 
 **Summary** (printed, and written to ``contraction_slopes.csv`` / ``contraction_summary.csv``): the
-log-log slope of E_q[d_H] against n (least squares over every run, 95% interval from a bootstrap that
+log-log slope of E_q[d_H] against n (``sparsebnn.rates``: least squares over every run, 95% interval from a bootstrap that
 resamples seeds within each n) next to the slope of eps_n over the same design; node recovery by n;
 the variational mass outside ``M * eps_n`` balls with eps_n scaled to the mean E_q[d_H] at the smallest n,
 ``radius_n = M * dh(n_min) * eps_n / eps_{n_min}``; E_q[d_H] against the width at fixed ``s`` and n
@@ -61,29 +62,26 @@ import jax
 import numpy as np
 import optax
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
-from experiments._cli import parser, run_grid
+from experiments._cli import parser
 from sparsebnn import data, nets, priors
 from sparsebnn.infer import nuts, svi
-from sparsebnn.infer._taps import tapped_apply
-from sparsebnn.nets import scale_nodes
-from sparsebnn.nets import consumers
-from sparsebnn.results import ResultsStore, config_key, write_table
 from sparsebnn.likelihood import Likelihood
+from sparsebnn.rates import fit_slope, ols_slope
+from sparsebnn.recovery import choose_teacher_seed, match_nodes, node_activations, node_signal, signal_check_x
+from sparsebnn.results import ResultsStore, config_key, run_grid, write_table
 from theory.contraction import Architecture, architecture, contraction_rate, hellinger, mass_outside
 
 TABLE = "contraction.csv"
 DRAWS = "contraction_draws.csv"
 SLOPES = "contraction_slopes.csv"
 SUMMARY = "contraction_summary.csv"
-PRIORS = ("ss-ig", "ss-gl", "ss-ghs")
-MIN_CORR = 0.9  # activation correlation that makes a kept node a true positive
+# --priors -> sparsebnn.priors.get arguments (pi: --pi; sigma0 = 1, the default)
+PRIORS = {"ss-ig": {"name": "ss-ig"}, "ss-gl": {"name": "ss-gl"}, "ss-ghs": {"name": "ss-ghs"}}
 EVAL_SEED = 1_000_003  # data_seed offset of the held-out evaluation x (disjoint from every training seed)
 RADII = (1.0, 2.0, 4.0)  # M of the M * eps_n balls (eps_n scaled to the first point)
 INERT = 1e-3  # a kept node is inert when switching it off moves the posterior-mean function by < INERT sigma^2 (mean square)
 RESTART_STRIDE = 1000  # SVI restart r of replicate seed s uses seed s * RESTART_STRIDE + r
-SIGNAL_N, SIGNAL_SEED = 20000, 7  # covariates of the teacher's signal check (choose_teacher_seed)
 
 FULL = dict(n=(500, 1000, 2000, 5000, 10000, 20000, 50000), widths=(50, 100, 200), fan_in_n=5000, n_eval=10000,
             draws=100, steps=10000, batch=256, lr=3e-2, particles=4, init_inclusion=0.5, kl_warmup=0.3, restarts=1,
@@ -93,7 +91,7 @@ QUICK = dict(n=(200, 800), widths=(8,), fan_in_n=800, n_eval=2000, draws=32, ste
              particles=1, init_inclusion=0.5, kl_warmup=0.3, restarts=1, min_signal=0.1,
              teacher=dict(p=5, teacher_widths=(8, 8), active=(2, 1), teacher_seed=2), priors=("ss-ig",), pi=("theory",),
              seeds=2)
-FULL |= dict(priors=PRIORS, pi=("theory", "1e-4"), seeds=3)
+FULL |= dict(priors=tuple(PRIORS), pi=("theory", "1e-4"), seeds=3)
 NUTS_SETTINGS = dict(warmup=500, samples=500, chains=2, tree_depth=8)
 SVI_ONLY = ("steps", "batch", "lr", "particles", "init_inclusion", "kl_warmup", "restarts")
 
@@ -128,7 +126,7 @@ def grid(*, priors_: Sequence[str], ns: Sequence[int], seeds: Sequence[int], pis
             raise ValueError(f"{name} must not be empty")
     unknown = set(priors_) - set(PRIORS)
     if unknown:
-        raise ValueError(f"unknown priors {sorted(unknown)}; choose from {PRIORS}")
+        raise ValueError(f"unknown priors {sorted(unknown)}; choose from {tuple(PRIORS)}")
     if min(ns) < 2 or min(widths) < 1:
         raise ValueError(f"n must be >= 2 and widths >= 1; got n={list(ns)}, widths={list(widths)}")
     active = settings["active"]
@@ -154,104 +152,9 @@ def grid(*, priors_: Sequence[str], ns: Sequence[int], seeds: Sequence[int], pis
 # ----------------------------------------------------------------------------- measurements
 
 
-def node_activations(net, params, x) -> dict[str, np.ndarray]:
-    """``{prunable layer: (N, n_nodes)}`` outputs of every hidden node on ``x``: the inputs of the layer that reads them."""
-    readers = {name: slots[0].path[0] for name, slots in consumers(net).items()}
-    _, acts, _, bad = tapped_apply(net.apply, params, x, tuple(set(readers.values())))
-    if bad:
-        raise ValueError(f"cannot read node activations of {net.name!r}: {bad}")
-    return {name: np.asarray(acts[reader], np.float64).reshape(len(x), -1) for name, reader in readers.items()}
-
-
-def match_nodes(student: np.ndarray, teacher: np.ndarray, min_corr: float = MIN_CORR) -> dict:
-    """True/false positives of kept ``student`` nodes ``(N, a)`` against active ``teacher`` nodes ``(N, s)``.
-
-    Pearson correlations of the activations (0 for constant columns), Hungarian assignment maximising
-    the total correlation; an assigned pair with correlation >= ``min_corr`` is a true positive.
-    Returns ``tp``, ``fp = a - tp``, ``fn = s - tp`` and the mean correlation of the true positives.
-    """
-    student, teacher = np.asarray(student, np.float64), np.asarray(teacher, np.float64)
-    if student.ndim != 2 or teacher.ndim != 2 or len(student) != len(teacher):
-        raise ValueError(f"student and teacher must be (N, nodes) on the same N points; got {student.shape}, {teacher.shape}")
-    if not (np.all(np.isfinite(student)) and np.all(np.isfinite(teacher))):
-        raise ValueError("student and teacher activations must be finite")
-
-    def standardise(a):
-        sd = a.std(0)
-        return np.where(sd > 1e-12 * (1 + np.abs(a).max(0)), (a - a.mean(0)) / np.where(sd > 0, sd, 1), 0.0)
-
-    a, s = student.shape[1], teacher.shape[1]
-    if a == 0 or s == 0:
-        return {"tp": 0, "fp": a, "fn": s, "corr": float("nan")}
-    corr = standardise(student).T @ standardise(teacher) / len(student)
-    rows, cols = linear_sum_assignment(corr, maximize=True)
-    hit = corr[rows, cols] >= min_corr
-    tp = int(hit.sum())
-    return {"tp": tp, "fp": a - tp, "fn": s - tp, "corr": float(corr[rows, cols][hit].mean()) if tp else float("nan")}
-
-
-def teacher_data(config: Mapping, n: int, data_seed: int, teacher_seed: int | None = None) -> data.Dataset:
-    seed = config["teacher_seed"] if teacher_seed is None else teacher_seed
+def teacher_data(config: Mapping, n: int, data_seed: int) -> data.Dataset:
     return data.teacher(n, p=config["p"], widths=tuple(config["teacher_widths"]), active=tuple(config["active"]),
-                        noise=config["noise"], n_val=1, n_test=1, seed=seed, data_seed=data_seed)
-
-
-def node_signal(net, params, masks: Mapping[str, np.ndarray], x) -> dict[str, np.ndarray]:
-    """``{layer: (kept,)}`` mean-square effect of switching off each node of ``masks``: ``E_x[(eta(x) - eta^{-j}(x))^2]``.
-
-    ``eta^{-j}`` is the network with node ``j`` off (its incoming group zeroed) and nothing refitted,
-    averaged over the rows of ``x`` (summed over outputs). One vmapped pass per layer.
-    """
-    x = np.asarray(x)
-    if x.ndim != 2 or len(x) == 0 or not np.all(np.isfinite(x)):
-        raise ValueError(f"x must be a finite non-empty (N, p) array; got shape {x.shape}")
-    f0 = np.asarray(net.apply(params, x), np.float64)
-    out = {}
-    for layer, mask in masks.items():
-        mask = np.asarray(mask, bool)
-        off = 1.0 - np.eye(len(mask), dtype=np.float32)[np.flatnonzero(mask)]  # one row per node: that node off
-        f = jax.vmap(lambda s: net.apply(scale_nodes(params, {layer: s}), x))(off)
-        out[layer] = np.mean(np.square(np.asarray(f, np.float64) - f0), axis=1).sum(-1)
-    return out
-
-
-def signal_check_x(p: int) -> np.ndarray:
-    """The fixed covariates on which the signal condition is checked (``SIGNAL_N`` standard normal rows)."""
-    return np.random.default_rng(SIGNAL_SEED).standard_normal((SIGNAL_N, p)).astype(np.float32)
-
-
-def min_signal_ratio(teacher: data.Teacher, x) -> float:
-    """``min_j Delta_j / sigma^2`` over the active teacher nodes of every hidden layer (:func:`node_signal`)."""
-    return float(min(v.min() for v in node_signal(teacher.net, teacher.params, teacher.masks, x).values()) / teacher.noise**2)
-
-
-def choose_teacher_seed(config: Mapping, min_signal: float, start: int = 0, tries: int = 1000) -> int:
-    """The first teacher seed ``>= start`` whose every active node has ``Delta_j >= min_signal * sigma^2``.
-
-    The signal ("beta-min") condition of theory/README.md, checked on :func:`signal_check_x`;
-    ``min_signal = 0`` accepts ``start``. Raises when none of ``tries`` seeds qualifies.
-    """
-    if not min_signal >= 0:
-        raise ValueError(f"min_signal must be >= 0; got {min_signal}")
-    if min_signal == 0:
-        return int(start)
-    return _first_seed(int(config["p"]), tuple(config["teacher_widths"]), tuple(config["active"]), float(config["noise"]),
-                       float(min_signal), int(start), int(tries))
-
-
-@functools.lru_cache(maxsize=64)
-def _first_seed(p, widths, active, noise, min_signal, start, tries) -> int:
-    config = dict(p=p, teacher_widths=widths, active=active, noise=noise)
-    x = signal_check_x(p)
-    for seed in range(start, start + tries):
-        if min_signal_ratio(teacher_data(config, 1, 0, teacher_seed=seed).teacher, x) >= min_signal:
-            return seed
-    raise ValueError(f"no teacher seed in [{start}, {start + tries}) has every active node's signal >= "
-                     f"{min_signal} sigma^2; lower min_signal")
-
-
-def make_prior(name: str, pi: str) -> priors.Prior:
-    return priors.get(name, pi=_pi_value(pi))
+                        noise=config["noise"], n_val=1, n_test=1, seed=config["teacher_seed"], data_seed=data_seed)
 
 
 @functools.lru_cache(maxsize=None)
@@ -302,7 +205,7 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
     x_eval = teacher_data(config, config["n_eval"], EVAL_SEED + config["seed"]).train.x
     f0 = np.asarray(truth.net.apply(truth.params, x_eval))[:, 0]
     net = student(config["p"], config["width"], len(config["active"]))
-    prior = make_prior(config["prior"], config["pi"])
+    prior = priors.get(**PRIORS[config["prior"]], pi=_pi_value(config["pi"]))
     post = fit(config, net, prior, ds.train)
 
     key = jax.random.key(config["seed"])
@@ -353,50 +256,6 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
 
 
 # ----------------------------------------------------------------------------- summary
-
-
-def _log_log(n, y) -> tuple[np.ndarray, np.ndarray]:
-    n, y = np.asarray(n, np.float64), np.asarray(y, np.float64)
-    if n.shape != y.shape or n.ndim != 1:
-        raise ValueError(f"n and y must be 1-D of equal length; got {n.shape}, {y.shape}")
-    if np.any(~np.isfinite(n)) or np.any(~np.isfinite(y)) or np.any(n <= 0) or np.any(y <= 0):
-        raise ValueError("n and y must be finite and positive")
-    if np.unique(n).size < 2:
-        raise ValueError(f"a slope needs at least two distinct n; got {np.unique(n).tolist()}")
-    return np.log(n), np.log(y)
-
-
-def ols_slope(n, y) -> float:
-    """Least-squares slope of ln y on ln n."""
-    x, z = _log_log(n, y)
-    xc = x - x.mean()
-    return float(xc @ (z - z.mean()) / (xc @ xc))
-
-
-def fit_slope(n, y, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """:func:`ols_slope` and its percentile bootstrap interval at ``level``.
-
-    The bootstrap resamples the replicates (seeds) within each distinct n with replacement, keeping the
-    design; the interval is NaN when some n has a single replicate (nothing to resample).
-    """
-    slope = ols_slope(n, y)
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1); got {level}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1; got {n_boot}")
-    x, z = _log_log(n, y)
-    n = np.asarray(n, np.float64)
-    xc = x - x.mean()
-    groups = [np.flatnonzero(n == v) for v in np.unique(n)]
-    if min(len(g) for g in groups) < 2:
-        return slope, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    idx = np.concatenate([rng.choice(g, (n_boot, len(g))) for g in groups], axis=1)  # (B, runs), same design
-    zb = z[idx]
-    xb = xc[idx]  # resampling within n keeps every x: xb has the same mean and spread as xc
-    boots = np.sum(xb * (zb - zb.mean(1, keepdims=True)), 1) / np.sum(xb * xb, 1)
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return slope, float(lo), float(hi)
 
 
 def _layers(table: pd.DataFrame) -> list[int]:
@@ -594,7 +453,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         p.error(f"--init-inclusion must lie in (0, 1); got {settings['init_inclusion']}")
     start = settings["teacher_seed"] if args.teacher_seed is None else args.teacher_seed
     try:
-        settings["teacher_seed"] = choose_teacher_seed(settings, settings["min_signal"], start)
+        settings["teacher_seed"] = choose_teacher_seed(settings["p"], settings["teacher_widths"], settings["active"],
+                                                       settings["noise"], settings["min_signal"], start)
     except ValueError as e:
         p.error(str(e))
     with_nuts = (not args.quick) if args.nuts is None else args.nuts

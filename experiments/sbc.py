@@ -10,7 +10,7 @@ the network output at three probe inputs; ties, which only discrete quantities h
 uniformly at random). All simulations of a block run in one vmapped, once-compiled NUTS call
 (:func:`sparsebnn.infer.nuts.batched_sampler`). If the sampler is exact the ranks are uniform; each
 quantity's 100 possible ranks are pooled into 10 equal bins and tested with a χ² test (9 d.o.f.).
-A sampler passes when every p-value exceeds ``0.001 / #quantities`` (Bonferroni).
+A sampler passes when every p-value exceeds ``0.001 / #quantities`` (Bonferroni; ``sparsebnn.sbc``).
 
 Writes ``<out>/sbc_ranks.csv`` (one row per simulation and quantity; simulations run in blocks of 25
 seeded by ``(seed, block)``, so a larger run resumes a smaller one) and ``<out>/sbc.csv`` (one row per
@@ -28,30 +28,30 @@ import numpyro  # noqa: F401  (the package before its submodules; see sparsebnn.
 import numpyro.distributions as dist
 import pandas as pd
 from numpyro import handlers
-from scipy import stats
 
-from experiments._cli import parser, run_grid
+from experiments._cli import parser
 from sparsebnn import nets, priors
 from sparsebnn.infer import NUTSOptions, batched_sampler
 from sparsebnn.model import BNN
-from sparsebnn.results import write_table
 from sparsebnn.likelihood import Likelihood
+from sparsebnn.results import run_grid, write_table
+from sparsebnn.sbc import rank, uniformity
 
 BLOCK = 25
 N_DRAWS = 99  # kept posterior draws per simulation: ranks take N_DRAWS + 1 values
 BINS = 10
 PROBES = np.array([[-1.5], [0.0], [1.5]], np.float32)
+PRIORS = {  # --prior -> sparsebnn.priors.get arguments
+    "horseshoe": {"name": "horseshoe", "tau0": 0.5, "slab_scale": 2.0, "slab_df": 4.0, "centered": False},
+    "gaussian": {"name": "gaussian", "scale_prior": dist.HalfNormal(1.0), "centered": False},  # per-layer scale ~ HalfNormal(1)
+}
 
 
 def make_model(prior: str = "horseshoe") -> BNN:
     """The tiny BNN under test: 1-3-1 tanh MLP, Gaussian likelihood with known noise 0.3."""
-    if prior == "horseshoe":
-        p = priors.RegularizedHorseshoe(tau0=0.5, slab_scale=2.0, slab_df=4.0, centered=False)
-    elif prior == "gaussian":  # hierarchical: per-layer scale ~ HalfNormal(1)
-        p = priors.Gaussian(scale_prior=dist.HalfNormal(1.0), centered=False)
-    else:
+    if prior not in PRIORS:
         raise ValueError(f"prior must be 'horseshoe' or 'gaussian'; got {prior!r}")
-    return BNN(nets.mlp([1, 3, 1], act="tanh", name="sbc"), p, Likelihood("gaussian", 0.3))
+    return BNN(nets.mlp([1, 3, 1], act="tanh", name="sbc"), priors.get(**PRIORS[prior]), Likelihood("gaussian", 0.3))
 
 
 def inputs(n: int = 12) -> np.ndarray:
@@ -79,25 +79,21 @@ def quantities(model: BNN, sites: dict, n_data: int) -> dict[str, np.ndarray]:
     return out
 
 
-def rank(draws: np.ndarray, truth: float, rng: np.random.Generator) -> int:
-    """``#{draws < truth}`` plus a uniform share of the ties (discrete quantities such as indicators)."""
-    less, ties = int(np.sum(draws < truth)), int(np.sum(draws == truth))
-    return less + int(rng.integers(0, ties + 1))
+def run(config: dict, run_nuts=None, n_sims: int = BLOCK) -> list[dict]:
+    """Ranks of every quantity for ``n_sims`` simulations of ``config`` (``prior``, ``seed``, ``block``), seeded by
+    ``(seed, block)`` and sampled in one vmapped call.
 
-
-def ranks_block(prior: str, seed: int, block: int, run=None, n_sims: int = BLOCK) -> list[dict]:
-    """Ranks of every quantity for ``n_sims`` simulations seeded by ``(seed, block)``, sampled in one vmapped call.
-
-    ``run``: a :func:`sparsebnn.infer.nuts.batched_sampler` for this model (built when None).
+    ``run_nuts``: a :func:`sparsebnn.infer.nuts.batched_sampler` for this model (built when None).
     """
-    model = make_model(prior)
+    seed, block = config["seed"], config["block"]
+    model = make_model(config["prior"])
     x = inputs()
-    run = sampler(model) if run is None else run
+    run_nuts = sampler(model) if run_nuts is None else run_nuts
     base = jax.random.fold_in(jax.random.key(seed), block)
     keys = jax.random.split(base, 2 * n_sims).reshape(n_sims, 2)
     draws = [prior_draw(model, x, k) for k in keys[:, 0]]
     ys = np.stack([y for _, y in draws])
-    samples, stats_ = run(keys[:, 1], np.broadcast_to(x, (n_sims, *x.shape)), ys)
+    samples, stats_ = run_nuts(keys[:, 1], np.broadcast_to(x, (n_sims, *x.shape)), ys)
     rows = []
     for i, (theta, _) in enumerate(draws):
         truth = quantities(model, {k: v[None] for k, v in theta.items()}, len(x))
@@ -116,45 +112,21 @@ def sampler(model: BNN, num_warmup: int = 300, thinning: int = 2):
                            NUTSOptions(num_warmup=num_warmup, num_samples=N_DRAWS, thinning=thinning))
 
 
-def chi2_uniform(ranks: np.ndarray, n_ranks: int = N_DRAWS + 1, bins: int = BINS) -> tuple[float, float, np.ndarray]:
-    """χ² statistic, p-value and bin counts of ``ranks`` ∈ {0..n_ranks-1} against the uniform distribution."""
-    ranks = np.asarray(ranks)
-    if n_ranks % bins:
-        raise ValueError(f"bins ({bins}) must divide the number of possible ranks ({n_ranks})")
-    if ranks.size == 0 or ranks.min() < 0 or ranks.max() >= n_ranks:
-        raise ValueError(f"ranks must be a non-empty array of integers in [0, {n_ranks})")
-    counts = np.bincount(ranks // (n_ranks // bins), minlength=bins)
-    chi2, p = stats.chisquare(counts)
-    return float(chi2), float(p), counts
-
-
-def summarise(ranks: pd.DataFrame, alpha: float = 1e-3) -> pd.DataFrame:
-    """One row per quantity: χ², p-value, bin counts and pass (p > alpha / #quantities)."""
-    groups = list(ranks.groupby("quantity", sort=False))
-    rows = []
-    for name, g in groups:
-        chi2, p, counts = chi2_uniform(g["rank"].to_numpy())
-        rows.append(dict(quantity=name, n_sims=len(g), chi2=chi2, p_value=p, counts=" ".join(map(str, counts))))
-    out = pd.DataFrame(rows)
-    out["passed"] = out["p_value"] > alpha / max(len(out), 1)
-    return out
-
-
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     p = parser("sbc", __doc__.splitlines()[0])
     p.add_argument("--n-sims", type=int, default=None, help="simulations (default 200; --quick 25), rounded up to blocks of 25")
-    p.add_argument("--prior", default="horseshoe", choices=("horseshoe", "gaussian"))
+    p.add_argument("--prior", default="horseshoe", choices=tuple(PRIORS))
     args = p.parse_args(argv)
     n_sims = args.n_sims or (BLOCK if args.quick else 200)
     if n_sims < 1:
         p.error("--n-sims must be >= 1")
     blocks = math.ceil(n_sims / BLOCK)
-    run = sampler(make_model(args.prior))
+    run_nuts = sampler(make_model(args.prior))
     configs = [dict(prior=args.prior, seed=args.seed, block=b) for b in range(blocks)]
-    table = run_grid(configs, lambda c: ranks_block(c["prior"], c["seed"], c["block"], run),
+    table = run_grid(configs, lambda c: run(c, run_nuts),
                      args.out / "sbc_ranks.csv", overwrite=args.overwrite, desc="sbc blocks")
     table = table[(table["prior"] == args.prior) & (table["seed"] == args.seed) & (table["block"] < blocks)]
-    summary = summarise(table)
+    summary = uniformity(table, N_DRAWS + 1, BINS)
     summary.insert(0, "prior", args.prior)
     write_table(summary, args.out / "sbc.csv")
     print(summary.to_string(index=False))

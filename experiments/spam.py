@@ -22,26 +22,20 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from experiments._cli import parser, run_grid
+from experiments._cli import parser
 from sparsebnn import data as datasets
 from sparsebnn import masks as mask_lib
 from sparsebnn import metrics, nets, prune
 from sparsebnn.infer import laplace, log_marglik
+from sparsebnn.results import run_grid
 
 STRUCTURES = ("map", "scalar", "layer", "node", "unit", "parameter")
 QUICK_STRUCTURES = ("map", "parameter")
-NETS = ("mlp", "lenet")
+NETS = {"mlp": ("mlp", {}), "lenet": ("lenet5", {})}  # --net -> (sparsebnn.nets.build name, options)
 
-FULL = dict(epochs=100, marglik_every=5, marglik_burnin=10, hyper_steps=50, sparsities=prune.SPARSITIES)
-QUICK = dict(epochs=10, marglik_every=5, marglik_burnin=5, hyper_steps=10, sparsities=(0.5, 0.9))
-
-
-def build_net(name: str, ds, quick: bool = False):
-    if name == "mlp":
-        return nets.mlp([ds.in_dim, 32, ds.n_classes] if quick else [ds.in_dim, 100, 100, ds.n_classes])
-    if name == "lenet":
-        return nets.lenet5(ds.image_shape, ds.n_classes)
-    raise ValueError(f"unknown net {name!r}; choose from {NETS}")
+FULL = dict(epochs=100, marglik_every=5, marglik_burnin=10, hyper_steps=50, sparsities=prune.SPARSITIES,
+            hidden=(100, 100))
+QUICK = dict(epochs=10, marglik_every=5, marglik_burnin=5, hyper_steps=10, sparsities=(0.5, 0.9), hidden=(32,))
 
 
 def _layer_sparsity(net, params) -> float:
@@ -58,7 +52,8 @@ def _evaluate(net, params, test) -> dict:
 def run(config: dict) -> list[dict]:
     sched = QUICK if config["quick"] else FULL
     ds = datasets.load(config["dataset"], seed=config["seed"], flat=config["net"] == "mlp")
-    net = build_net(config["net"], ds, config["quick"])
+    name, options = NETS[config["net"]]
+    net = nets.build(name, ds, **options | ({"hidden": sched["hidden"]} if name == "mlp" else {}))
     structure = config["structure"]
     learn = structure != "map"
     post = laplace(
@@ -99,7 +94,7 @@ def run(config: dict) -> list[dict]:
 
 def main(argv: list[str] | None = None):
     p = parser("spam", __doc__.splitlines()[0])
-    p.add_argument("--net", nargs="+", default=["mlp"], choices=NETS, help="architectures (default mlp)")
+    p.add_argument("--net", nargs="+", default=["mlp"], choices=tuple(NETS), help="architectures (default mlp)")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--structures", nargs="+", default=None, choices=STRUCTURES,
                    help="prior structures (default: all; quick: map and parameter)")

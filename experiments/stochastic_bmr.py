@@ -29,35 +29,30 @@ import jax
 import numpy as np
 import optax
 
-from experiments._cli import parser, run_grid
+from experiments._cli import parser
 from sparsebnn import data as datasets
 from sparsebnn import metrics, nets, priors
 from sparsebnn.infer import svi
 from sparsebnn.infer import map_train
 from sparsebnn.masks import to_nodes
 from sparsebnn.reduction import pruned_fraction, reduce, stochastic_bmr
+from sparsebnn.results import run_grid
 
-NETS = ("mlp", "lenet", "vit", "mixer")
+# --net name -> (sparsebnn.nets.build name, options), sized for CPU runs (mlp: hidden widths from the scale)
+NETS = {
+    "mlp": ("mlp", {}),
+    "lenet": ("lenet5", {}),
+    "vit": ("vit", {"patch": 2, "width": 32, "depth": 2, "heads": 4}),
+    "mixer": ("mixer", {"patch": 2, "width": 32, "depth": 2}),
+}
 METHODS = ("bmr", "bmr-bb", "bmr-node", "flat-map", "flat-ff", "tiered-hs")
 RULES = {"bmr": dict(rule="threshold", level="weight"), "bmr-bb": dict(rule="beta_bernoulli", level="weight"),
          "bmr-node": dict(rule="threshold", level="node")}
 
-FULL = dict(warmup=5000, rounds=10, steps_per_round=500, eval_samples=64)
-QUICK = dict(warmup=100, rounds=2, steps_per_round=50, eval_samples=8)
-
-
-def build_net(name: str, ds, quick: bool = False):
-    """The architectures on an image dataset (digits: 8×8×1), sized for CPU runs."""
-    shape, k = ds.image_shape, ds.n_classes
-    if name == "mlp":
-        return nets.mlp([ds.in_dim, 32, k] if quick else [ds.in_dim, 100, 100, k])
-    if name == "lenet":
-        return nets.lenet5(shape, k)
-    if name == "vit":
-        return nets.vit(shape, k, patch=2, width=32, depth=2, heads=4)
-    if name == "mixer":
-        return nets.mixer(shape, k, patch=2, width=32, depth=2)
-    raise ValueError(f"unknown net {name!r}; choose from {NETS}")
+FULL = dict(warmup=5000, rounds=10, steps_per_round=500, eval_samples=64, hidden=(100, 100))
+QUICK = dict(warmup=100, rounds=2, steps_per_round=50, eval_samples=8, hidden=(32,))
+# sparsebnn.priors.get arguments: N(0, σ0²) (σ0: --sigma0) for every method but tiered-hs
+PRIORS = {"gaussian": {"name": "gaussian"}, "tiered-hs": {"name": "tiered-horseshoe"}}
 
 
 def load(dataset: str, net: str, seed: int):
@@ -83,10 +78,11 @@ def run(config: dict) -> list[dict]:
     quick = config["quick"]
     sched = QUICK if quick else FULL
     ds = load(config["dataset"], config["net"], config["seed"])
-    net = build_net(config["net"], ds, quick)
+    name, options = NETS[config["net"]]
+    net = nets.build(name, ds, **options | ({"hidden": sched["hidden"]} if name == "mlp" else {}))
     steps = sched["warmup"] + sched["rounds"] * sched["steps_per_round"]
     opt = optax.adam(config["lr"])
-    prior = priors.Gaussian(config["sigma0"])
+    prior = priors.get(**PRIORS["gaussian"], sigma0=config["sigma0"])
     key = jax.random.key(config["seed"])
     common = dict(batch_size=config["batch_size"], optimizer=opt, init_scale=config["init_scale"], seed=config["seed"])
     method = config["method"]
@@ -106,7 +102,7 @@ def run(config: dict) -> list[dict]:
         return [{**row, "reduction": "none", "round": 0, "step": epochs * (len(ds.train.y) // config["batch_size"]),
                  "pruned_fraction": 0.0, "train_time": wall, "wall_time": wall}]
     if method in ("flat-ff", "tiered-hs"):
-        p = prior if method == "flat-ff" else priors.RegularizedHorseshoe(tiered=True)
+        p = prior if method == "flat-ff" else priors.get(**PRIORS["tiered-hs"])
         post = svi(net, p, ds, num_steps=steps, progress=False, chunk_size=min(500, steps), **common)
         wall = time.perf_counter() - t0
         base = dict(round=0, step=steps, train_time=steps / post.steps_per_s, wall_time=wall)
@@ -116,7 +112,7 @@ def run(config: dict) -> list[dict]:
 
 def main(argv: list[str] | None = None):
     p = parser("stochastic_bmr", __doc__.splitlines()[0])
-    p.add_argument("--net", nargs="+", default=None, choices=NETS, help="architectures (default: all; quick: mlp)")
+    p.add_argument("--net", nargs="+", default=None, choices=tuple(NETS), help="architectures (default: all; quick: mlp)")
     p.add_argument("--dataset", default="digits", help="dataset name (default digits)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate for every method (default 3e-3)")

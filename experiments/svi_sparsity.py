@@ -50,61 +50,32 @@ import numpy as np
 import optax
 import pandas as pd
 
-from experiments._cli import parser, run_grid
+from experiments._cli import parser
 from sparsebnn import compact, metrics, nets, priors
 from sparsebnn import data as datasets
 from sparsebnn.infer import svi
 from sparsebnn.infer import map_train
+from sparsebnn.results import run_grid
 
-PRIORS = ("map", "gaussian", "horseshoe", "ss-ig", "ss-gl", "ss-ghs")
+# --prior -> sparsebnn.priors.get arguments: the compared priors and their hyperparameters (module docstring)
+PRIORS = {
+    "gaussian": {"name": "gaussian"},
+    "horseshoe": {"name": "tiered-horseshoe"},  # the tiered (node-wise) horseshoe, non-centred, so BMR prunes it
+    "ss-ig": {"name": "ss-ig"},
+    "ss-gl": {"name": "ss-gl", "sigma0": 0.2},
+    "ss-ghs": {"name": "ss-ghs", "c_reg": "fan_in"},
+}
+METHODS = ("map", *PRIORS)  # map: no prior fitted by SVI, the unpruned reference
+# --net -> (sparsebnn.nets.build name, options) (mlp: hidden widths --hidden)
+NETS = {"mlp": ("mlp", {}), "lenet5": ("lenet5", {}), "lenet5_caffe": ("lenet5_caffe", {})}
 DEFAULTS = {"steps": 12000, "lr": 5e-3, "init_scale": 1e-2}
 PRIOR_DEFAULTS = {"ss-ghs": {"steps": 16000, "lr": 1e-2, "init_scale": 1e-3}}
-NETS = ("mlp", "lenet5", "lenet5_caffe")
-
-
-def build_net(name: str, dataset: datasets.Dataset, hidden: list[int]):
-    if name == "mlp":
-        return nets.mlp([dataset.in_dim, *hidden, dataset.out_dim])
-    shape = dataset.image_shape
-    if shape is None:
-        raise ValueError(f"--net {name} needs image data; {dataset.name} has none")
-    return getattr(nets, name)(shape, dataset.out_dim)
-
-
-def make_prior(name: str) -> priors.Prior:
-    """The compared priors (module docstring); the horseshoe is the tiered (node-wise) one, non-centred, so BMR prunes it."""
-    if name == "horseshoe":
-        return priors.RegularizedHorseshoe(tiered=True)
-    if name == "ss-gl":
-        return priors.get(name, sigma0=0.2)
-    if name == "ss-ghs":
-        return priors.get(name, c_reg="fan_in")
-    return priors.get(name)
-
-
-def dead_nodes(net, weight_masks: dict) -> dict:
-    """Node masks of the prunable layers: a node is kept while any weight of its incoming group is."""
-    out = {}
-    for layer in net.prunable_layers:
-        m = weight_masks[layer.name]
-        w = np.asarray(m["w"]).reshape(-1, layer.n_nodes)
-        out[layer.name] = w.any(axis=0) | np.asarray(m["b"])
-    return out
-
-
-def pruning_masks(post) -> tuple[dict, dict]:
-    """``(node_masks, masks)`` of an SVI posterior: indicator rule for spike-and-slab priors, else BMR
-    weight masks, with a node dropped when its whole incoming group has gone."""
-    if post.prior.indicators:
-        nodes = post.node_masks()
-        return nodes, nodes
-    pruned = post.weight_masks()
-    return dead_nodes(post.net, pruned), pruned
 
 
 def run(config: dict) -> dict:
     ds = datasets.load(config["dataset"], seed=config["seed"])
-    net = build_net(config["net"], ds, config["hidden"])
+    name, options = NETS[config["net"]]
+    net = nets.build(name, ds, **options | ({"hidden": config["hidden"]} if name == "mlp" else {}))
     key = jax.random.key(config["seed"])
     steps, batch = config["steps"], config["batch_size"]
     row = {"task_n_train": len(ds.train.y)}
@@ -121,11 +92,11 @@ def run(config: dict) -> dict:
         warmup = config["warmup"]
         beta = optax.linear_schedule(1e-3, 1.0, warmup) if warmup else 1.0
         lr = optax.cosine_decay_schedule(config["lr"], steps, alpha=0.02)
-        post = svi(net, make_prior(config["prior"]), ds, num_steps=steps, batch_size=batch,
+        post = svi(net, priors.get(**PRIORS[config["prior"]]), ds, num_steps=steps, batch_size=batch,
                    optimizer=optax.adam(lr), kl_weight=beta, init_scale=config["init_scale"], seed=config["seed"],
                    progress=config["progress"])
         wall = time.perf_counter() - t0
-        masks, pruned = pruning_masks(post)
+        masks, pruned = post.pruning_masks()
         k_pred, k_mean = jax.random.split(key)
         dense = metrics.evaluate(np.asarray(post.predict(ds.test.x, k_pred, config["samples"])), ds.test.y)
         row.update(accuracy_dense=dense["accuracy"], nll_dense=dense["nll"])
@@ -151,8 +122,8 @@ def optimiser_settings(prior: str, steps: int | None = None, lr: float | None = 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     p = parser("svi_sparsity", __doc__.splitlines()[0])
-    p.add_argument("--prior", nargs="+", choices=PRIORS, default=list(PRIORS))
-    p.add_argument("--net", choices=NETS, default="mlp")
+    p.add_argument("--prior", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--net", choices=tuple(NETS), default="mlp")
     p.add_argument("--dataset", default="digits", choices=sorted(datasets.LOADERS))
     p.add_argument("--hidden", type=int, nargs="+", default=[400, 400], help="MLP hidden widths (default 400 400)")
     p.add_argument("--steps", type=int, default=None, help="SVI (and MAP) steps (default: DEFAULTS / PRIOR_DEFAULTS)")

@@ -46,16 +46,24 @@ from numpyro import handlers
 from numpyro.distributions import constraints
 from scipy import stats
 
-from experiments._cli import parser, run_grid
+from experiments._cli import parser
 from sparsebnn import data as datasets
 from sparsebnn import metrics, nets, priors
+from sparsebnn.agreement import mixture_quantiles, moment_gaps, poisson_binomial, predictive_agreement
 from sparsebnn.diagnostics import DiagnosticsWarning
 from sparsebnn.infer import svi
-from sparsebnn.infer import model_sites
-from sparsebnn.infer import nuts
-from sparsebnn.results import ResultsStore
+from sparsebnn.infer import model_sites, nuts, start_values
+from sparsebnn.likelihood import Likelihood
+from sparsebnn.results import ResultsStore, run_grid
 
-PRIORS = ("gaussian", "horseshoe", "ss-ig", "ss-gl", "ss-ghs")
+# --priors -> sparsebnn.priors.get arguments: non-centred weights; π = 0.5 so both node states are plausible
+PRIORS = {
+    "gaussian": {"name": "gaussian", "centered": False},
+    "horseshoe": {"name": "horseshoe", "tau0": 0.1, "centered": False},  # the weight-wise horseshoe
+    "ss-ig": {"name": "ss-ig", "pi": 0.5, "centered": False},
+    "ss-gl": {"name": "ss-gl", "pi": 0.5, "centered": False},
+    "ss-ghs": {"name": "ss-ghs", "pi": 0.5, "centered": False},
+}
 TABLE = "svi_vs_nuts.csv"
 DETAILS = ("marginals", "inclusion", "bmr", "bands")
 NOISE = 0.3  # teacher regression noise sd (known to both methods)
@@ -76,15 +84,6 @@ def load(dataset: str, seed: int, n_train: int):
     else:
         raise ValueError(f"unknown dataset {dataset!r}; choose 'teacher1d' or 'breast_cancer'")
     return d
-
-
-def make_prior(name: str):
-    """The prior under comparison (non-centred weights; π = 0.5 so both node states are plausible)."""
-    if name.startswith("ss-"):
-        return priors.get(name, pi=0.5, centered=False)
-    if name == "horseshoe":
-        return priors.get(name, tau0=0.1, centered=False)
-    return priors.get(name, centered=False)
 
 
 def grid(quick: bool, seed: int, prior_names) -> list[dict]:
@@ -110,53 +109,6 @@ def _flat(tree) -> np.ndarray:
     """``(S, P)`` from a pytree of ``(S, ...)`` arrays."""
     leaves = jax.tree_util.tree_leaves(tree)
     return np.concatenate([np.asarray(a, np.float64).reshape(a.shape[0], -1) for a in leaves], axis=1)
-
-
-def moment_gaps(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Median ``|mean_b − mean_a| / sd_a`` and median ``sd_b / sd_a`` over columns with ``sd_a > 0`` (a = NUTS)."""
-    sa, sb = a.std(0), b.std(0)
-    keep = sa > 1e-12
-    if not keep.any():
-        return float("nan"), float("nan")
-    return (float(np.median(np.abs(b.mean(0) - a.mean(0))[keep] / sa[keep])),
-            float(np.median(sb[keep] / sa[keep])))
-
-
-def predictive_agreement(task: str, out_nuts, out_svi, noise: float | None) -> dict:
-    """Mean TV and KL(nuts ‖ svi) between the two posterior predictives on the same inputs."""
-    if task == "classification":
-        p, q = metrics.predictive_probs(out_nuts), metrics.predictive_probs(out_svi)
-        tv = 0.5 * np.abs(p - q).sum(1)
-        kl = np.sum(p * (np.log(np.maximum(p, 1e-300)) - np.log(np.maximum(q, 1e-300))), axis=1)
-        return {"pred_tv": float(tv.mean()), "pred_kl": float(kl.mean())}
-    fa, fb = np.asarray(out_nuts, np.float64)[..., 0], np.asarray(out_svi, np.float64)[..., 0]
-    m1, v1 = fa.mean(0), fa.var(0) + noise**2
-    m2, v2 = fb.mean(0), fb.var(0) + noise**2
-    kl = 0.5 * (np.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1)
-    return {"pred_tv": float(gaussian_tv(m1, v1, m2, v2).mean()), "pred_kl": float(kl.mean())}
-
-
-def gaussian_tv(m1, v1, m2, v2) -> np.ndarray:
-    """Exact total variation between ``N(m1, v1)`` and ``N(m2, v2)`` (elementwise): ``P(A) − Q(A)``, ``A = {p > q}``.
-
-    ``ln p − ln q = a y² + b y + c`` with ``a = 1/(2v2) − 1/(2v1)``; its roots bound ``A``.
-    """
-    m1, v1, m2, v2 = np.broadcast_arrays(*(np.asarray(t, np.float64) for t in (m1, v1, m2, v2)))
-    s1, s2 = np.sqrt(v1), np.sqrt(v2)
-    a = 0.5 / v2 - 0.5 / v1
-    b = m1 / v1 - m2 / v2
-    c = 0.5 * m2**2 / v2 - 0.5 * m1**2 / v1 + 0.5 * np.log(v2 / v1)
-    equal = np.abs(a) <= 1e-12 * (0.5 / v1)
-    # equal variances: one crossing at the midpoint
-    mid = 0.5 * (m1 + m2)
-    tv_eq = np.abs(stats.norm.cdf(mid, m1, s1) - stats.norm.cdf(mid, m2, s2))
-    # different variances: two crossings r1 < r2; p > q outside [r1, r2] when a > 0 (v1 > v2), inside when a < 0
-    a_ = np.where(equal, 1.0, a)
-    disc = np.sqrt(np.maximum(b**2 - 4 * a_ * c, 0.0))
-    r1, r2 = np.sort(np.stack([(-b - disc) / (2 * a_), (-b + disc) / (2 * a_)]), axis=0)
-    inside = lambda m, s: stats.norm.cdf(r2, m, s) - stats.norm.cdf(r1, m, s)
-    tv_ne = np.abs(inside(m1, s1) - inside(m2, s2))
-    return np.where(equal, tv_eq, tv_ne)
 
 
 def _scores(task, outputs, y, noise) -> dict:
@@ -191,14 +143,6 @@ def _delta_f_tables(post_svi, post_nuts) -> tuple[dict, list[dict]]:
     out["bmr_prune_frac_sd"] = float(np.mean(np.where(ok, c > 0, False)))
     out["bmr_prune_frac_svi"] = float(np.mean(a > 0))
     return out, rows
-
-
-def poisson_binomial(p: np.ndarray) -> np.ndarray:
-    """``P(Σ_j z_j = k)``, ``k = 0..K``, for independent ``z_j ~ Bernoulli(p_j)`` (the mean-field count law)."""
-    pmf = np.ones(1)
-    for q in np.asarray(p, np.float64):
-        pmf = np.convolve(pmf, [1 - q, q])
-    return pmf
 
 
 def _inclusion_rows(post_svi, post_nuts) -> tuple[dict, list[dict]]:
@@ -266,16 +210,6 @@ def _apply(net, params, x) -> np.ndarray:
     return np.asarray(jax.jit(jax.vmap(net.apply, in_axes=(0, None)))(params, jnp.asarray(x)))
 
 
-def mixture_quantiles(f: np.ndarray, noise: float, q: float, iters: int = 60) -> np.ndarray:
-    """The ``q`` quantile of ``y = f_s + N(0, noise²)``, ``s`` uniform over draws ``f`` ``(S, N)``, per column (bisection)."""
-    lo, hi = f.min(0) - 10 * noise, f.max(0) + 10 * noise
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        below = stats.norm.cdf((mid[None] - f) / noise).mean(0) < q
-        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-    return 0.5 * (lo + hi)
-
-
 def _band_rows(post_nuts, svi_params, d) -> list[dict]:
     """Predictive mean and 90% band of y on a 1-D grid (exact mixture quantiles), plus the training points."""
     x = d.train.x[:, 0]
@@ -291,20 +225,6 @@ def _band_rows(post_nuts, svi_params, d) -> list[dict]:
     return rows
 
 
-def _svi_init(draws: Mapping) -> dict:
-    """A starting point for NUTS at the SVI fit from guide draws: means (scales: geometric means; indicators: majority)."""
-    out = {}
-    for name, v in draws.items():
-        v = np.asarray(v, np.float64)
-        if name.endswith(".z"):
-            out[name] = (v.mean(0) >= 0.5).astype(np.int32)
-        elif np.all(v > 0):
-            out[name] = np.exp(np.log(v).mean(0))
-        else:
-            out[name] = v.mean(0)
-    return out
-
-
 # ----------------------------------------------------------------------------- one run
 
 
@@ -312,16 +232,16 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
     """Fit SVI and NUTS for one configuration; write the detail tables; return the summary row."""
     d = load(config["dataset"], config["seed"], config["n_train"])
     task = d.task
-    likelihood = "categorical" if task == "classification" else "gaussian"
     noise = NOISE if task == "regression" else None
+    likelihood = Likelihood("categorical") if task == "classification" else Likelihood("gaussian", NOISE)
     widths = list(config["widths"])
     net = nets.mlp(widths, act="tanh", name=f"mlp{'-'.join(map(str, widths))}")
     x, y = d.train
-    prior = make_prior(config["prior"])
+    prior = priors.get(**PRIORS[config["prior"]])
     key = jax.random.key(config["seed"])
     k_pred = jax.random.fold_in(key, 1)
 
-    post_svi = svi(net, prior, (x, y), likelihood=likelihood, noise=noise, num_steps=config["svi_steps"],
+    post_svi = svi(net, prior, (x, y), likelihood=likelihood, num_steps=config["svi_steps"],
                    batch_size=len(x), optimizer=optax.adam(1e-2), progress=False, seed=config["seed"],
                    chunk_size=min(500, config["svi_steps"]))
     # one jitted draw of the guide serves every comparison (eager vmaps would compile op by op)
@@ -329,7 +249,7 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DiagnosticsWarning)
         post_nuts = nuts(post_svi.model, (x, y), num_warmup=config["warmup"], num_samples=config["samples"],
-                         num_chains=config["chains"], init=_svi_init(svi_sites), seed=config["seed"],
+                         num_chains=config["chains"], init=start_values(svi_sites), seed=config["seed"],
                          centered=None, max_tree_depth=config["max_tree_depth"], max_enumerate=MAX_ENUMERATE)
     for w in caught:  # re-raise loudly with the configuration attached
         warnings.warn(f"{config['dataset']}/{config['prior']}/{widths}: {w.message}", DiagnosticsWarning, stacklevel=2)
@@ -380,7 +300,7 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
 
 def main(argv: list[str] | None = None):
     p = parser("svi_vs_nuts", __doc__.splitlines()[0])
-    p.add_argument("--priors", nargs="+", default=None, choices=PRIORS,
+    p.add_argument("--priors", nargs="+", default=None, choices=tuple(PRIORS),
                    help="priors to compare (default: all; --quick: ss-ig)")
     args = p.parse_args(argv)
     names = args.priors or (["ss-ig"] if args.quick else list(PRIORS))

@@ -1,62 +1,59 @@
-"""The ``sparsebnn`` console script: the experiments and figures from anywhere.
+"""The ``sparsebnn`` console script: a launcher for ``python -m experiments`` in the sparsebnn checkout.
 
-    sparsebnn list                       # the experiments and what each reproduces
-    sparsebnn run <experiment> [args]    # same as python -m experiments.<experiment> [args]
-    sparsebnn figures [--results R --out F]   # regenerate every figure from the results that exist
-    sparsebnn reproduce [--quick] [--scale cpu|full] ...   # same as python -m experiments.all: everything
+    sparsebnn list | run NAME [args] | reproduce [args] | figures [args]     (sparsebnn --help)
+
+Only the library ``sparsebnn`` is installed; ``experiments/``, ``paper_figures/`` and ``theory/`` stay
+folders of the checkout. The checkout is ``$SPARSEBNN_HOME``, else the folder above the installed
+package when it holds ``experiments/`` (an editable install, ``pip install -e .``), else the current
+directory. The command runs there as ``python -m experiments ARGS`` with the checkout on PYTHONPATH,
+in the current directory (results and figures go where you are), and its exit code is passed through.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import pkgutil
-import runpy
+import os
+import subprocess
 import sys
+from pathlib import Path
+
+HOME = "SPARSEBNN_HOME"
 
 
-def experiments() -> dict[str, str]:
-    """Experiment module names mapped to the first line of their docstring."""
-    import experiments as pkg
+def _is_checkout(path: Path) -> bool:
+    return (path / "experiments" / "__main__.py").is_file()
 
-    out = {}
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name.startswith("_"):
-            continue
-        doc = importlib.import_module(f"experiments.{info.name}").__doc__ or ""
-        out[info.name] = doc.strip().splitlines()[0] if doc.strip() else ""
-    return out
+
+def checkout() -> Path:
+    """The sparsebnn checkout (module docstring); ``FileNotFoundError`` naming what was looked at when none."""
+    env = os.environ.get(HOME)
+    if env:
+        path = Path(env).expanduser().resolve()
+        if not _is_checkout(path):
+            raise FileNotFoundError(f"{HOME}={env} is not a sparsebnn checkout (no experiments/__main__.py there)")
+        return path
+    for path in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        if _is_checkout(path):
+            return path
+    raise FileNotFoundError(f"no sparsebnn checkout found: set {HOME} to the folder holding experiments/, or run "
+                            "from it (the experiments and figures are not installed, only the library is)")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="sparsebnn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the experiments")
-    run = sub.add_parser("run", help="run an experiment (options after the name go to it)")
-    run.add_argument("experiment")
-    sub.add_parser("figures", help="regenerate every figure (options go to python -m paper_figures)")
-    sub.add_parser("reproduce", help="run every experiment, figure and summary table (options go to python -m experiments.all)",
-                   add_help=False)
-    args, rest = p.parse_known_args(argv)
-    if args.command == "list":
-        for name, doc in experiments().items():
-            print(f"{name:<20} {doc}")
-        return 0
-    if args.command == "reproduce":
-        from experiments.all import main as reproduce
-
-        return reproduce(rest)
-    if args.command == "run":
-        names = experiments()
-        if args.experiment not in names:
-            p.error(f"unknown experiment {args.experiment!r}; choose one of {sorted(names)}")
-        module = f"experiments.{args.experiment}"
-    else:
-        module = "paper_figures"
-    sys.argv = [module, *rest]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
-    return 0
+    try:
+        root = checkout()
+    except FileNotFoundError as err:
+        print(f"sparsebnn: {err}", file=sys.stderr)
+        return 2
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    child = subprocess.Popen([sys.executable, "-m", "experiments", *argv], env={**os.environ, "PYTHONPATH": path})
+    while True:
+        try:
+            code = child.wait()
+            break
+        except KeyboardInterrupt:  # the child got the same Ctrl-C: let it stop cleanly, then report its code
+            continue
+    return 128 - code if code < 0 else code  # killed by signal s: exit 128 + s, as a shell reports it
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sparsebnn import bmr
+from sparsebnn import bmr, masks
 from sparsebnn.nets import Network, Params
 
 DRAWS = 32  # default number of posterior draws of sample_params / predict / mean_params
@@ -130,6 +130,19 @@ class Posterior(abc.ABC):
     def weight_masks(self, margin: float = 0.0) -> Params:
         """Kept coordinates ``{layer: {"w", "b"}}`` by BMR: keep where ΔF <= ``margin`` (every layer, output included)."""
         return jax.tree_util.tree_map(np.asarray, bmr.threshold_rule(self.delta_f(), margin))
+
+    def pruning_masks(self) -> tuple[dict, dict]:
+        """``(node masks, masks to apply)`` by the posterior's own rule.
+
+        With node indicators: keep node ``j`` when ``P(z_j = 1) >= 0.5`` (both are those node masks).
+        Otherwise BMR: the weight masks of :meth:`weight_masks` (keep where ΔF <= 0), and a node is kept
+        while any entry of its incoming group is (:func:`sparsebnn.masks.to_nodes`).
+        """
+        if self.inclusion_probs():
+            nodes = self.node_masks("indicator")
+            return nodes, nodes
+        keep = self.weight_masks()
+        return masks.to_nodes(self.net, keep), keep
 
 
 __all__ = ["DRAWS", "GaussianFactors", "Posterior", "check_draws", "check_inputs", "spike_delta_f"]

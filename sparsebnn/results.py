@@ -3,7 +3,7 @@
 A results table is one CSV with one row per run: configuration columns, metric columns,
 ``config_key`` (the canonical configuration, :func:`config_key`) and the package versions.
 Rows are added through :class:`ResultsStore`; ``store.done(config)`` tells a resumed run which
-configurations to skip.
+configurations to skip, and :func:`run_grid` runs a list of configurations that way.
 
 Guarantees:
 
@@ -42,13 +42,14 @@ import re
 import secrets
 import stat
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import IO
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 _VERSIONED = ("sparsebnn", "jax", "jaxlib", "numpyro", "optax", "arviz", "numpy", "scipy")
 
@@ -246,3 +247,27 @@ class ResultsStore:
             _replace(self.path, lambda fh: table.to_csv(fh, index=False))
         self._load(table)
         self._added.add(key)
+
+
+def run_grid(
+    configs: Iterable[Mapping],
+    run: Callable[[Mapping], Mapping | list[Mapping]],
+    path: str | os.PathLike,
+    overwrite: bool = False,
+    desc: str = "runs",
+) -> pd.DataFrame:
+    """Run ``run(config)`` for each configuration not yet in ``path``; return the whole table as on disk.
+
+    The folder of ``path`` is checked for writing before the first configuration runs. Every finished
+    configuration's rows are added as it finishes (resume skips them); a configuration that another
+    writer had added to ``path`` by this run's previous add is skipped.
+    """
+    store = ResultsStore(path, overwrite=overwrite)
+    configs = list(configs)
+    todo = [c for c in configs if not store.done(c)]
+    if len(todo) < len(configs):
+        print(f"resuming {path}: {len(configs) - len(todo)} of {len(configs)} configurations already done")
+    for config in tqdm(todo, desc=desc, disable=len(todo) < 2):
+        if not store.done(config):
+            store.add(config, run(config))
+    return read_table(path)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from experiments import all as reproduce
-from experiments import bench_scaling
+from experiments import bench_scaling, registry
 from paper_figures import benchmarks
 from sparsebnn import nets
 from sparsebnn.cli import main as cli_main
@@ -53,47 +53,47 @@ def test_write_summary_only_existing_tables(tmp_path):
 
 
 def test_select_and_invocations():
-    names = [e.name for e in reproduce.select(None, None, bench=False)]
+    names = [e.name for e in registry.select(None, None, bench=False)]
     assert "compare" in names and not any(n.startswith("bench_") for n in names)
-    assert "bench_scaling" in [e.name for e in reproduce.select(None, None, bench=True)]
-    assert [e.name for e in reproduce.select(["sbc", "spam"], ["spam"], False)] == ["sbc"]
+    assert "bench_scaling" in [e.name for e in registry.select(None, None, bench=True)]
+    assert [e.name for e in registry.select(["sbc", "spam"], ["spam"], False)] == ["sbc"]
     with pytest.raises(ValueError, match="--only"):
-        reproduce.select(["nope"], None, False)
-    exp = reproduce.BY_NAME["spam"]
-    assert reproduce.invocations(exp, "full", quick=True) == (("--quick",),)
-    assert all("--dataset" in a for a in reproduce.invocations(exp, "full", quick=False))
+        registry.select(["nope"], None, False)
+    exp = registry.BY_NAME["spam"]
+    assert registry.invocations(exp, "full", quick=True) == (("--quick",),)
+    assert all("--dataset" in a for a in registry.invocations(exp, "full", quick=False))
     with pytest.raises(ValueError, match="scale"):
-        reproduce.invocations(exp, "gpu", quick=False)
+        registry.invocations(exp, "gpu", quick=False)
 
 
 def test_run_all_reports_missing_and_failed_and_goes_on(tmp_path, capsys):
-    exps = [reproduce.Experiment("no_such_experiment", "x"),
-            reproduce.Experiment("bmr_exact", "bad flag", cpu=(("--no-such-flag",),))]
+    exps = [registry.Experiment("no_such_experiment", "x"),
+            registry.Experiment("bmr_exact", "bad flag", cpu=(("--no-such-flag",),))]
     status = reproduce.run_all(exps, out=tmp_path, scale="cpu")
     assert status == {"no_such_experiment": "missing", "bmr_exact": "failed"}
     out = capsys.readouterr().out
     assert "MISSING" in out and "FAILED" in out and "--no-such-flag" in out
 
 
-def test_whole_pipeline_quick_resumes(tmp_path, capsys):
+def test_whole_pipeline_quick_resumes(tmp_path, capfd):
     """``experiments.all --quick``: every experiment's table and log, the figures and the summary; a rerun
     through the console script resumes (nothing recomputed)."""
     res, figs = tmp_path / "results", tmp_path / "figures"
     argv = ["--quick", "--out", str(res), "--figures", str(figs)]
     assert reproduce.main(argv) == 0
-    chosen = reproduce.select(None, None, bench=False)
+    chosen = registry.select(None, None, bench=False)
     for exp in chosen:
         assert (res / "logs" / f"{exp.name}.log").exists(), exp.name
-        for name in reproduce.tables(exp):
+        for name in registry.tables(exp):
             assert (res / name).exists(), name
     assert len(list(figs.glob("*.pdf"))) >= 5 and list(figs.glob("*.png"))
     text = (res / "summary.md").read_text()
     assert all(e.name in text for e in chosen) and (res / "summary.tex").exists()
     stamps = {json.loads(p.read_text())["experiment"] for p in (res / ".reproduce").glob("*.json")}
     assert stamps == {e.name for e in chosen}
-    capsys.readouterr()
-    assert cli_main(["reproduce", *argv]) == 0  # the console script, resuming
-    out = capsys.readouterr().out
+    capfd.readouterr()
+    assert cli_main(["reproduce", *argv]) == 0  # the console script (a child process), resuming
+    out = capfd.readouterr().out
     assert out.count("done earlier") == len(chosen) and "running" not in out
 
 
@@ -102,8 +102,8 @@ def test_whole_pipeline_quick_with_benchmarks(tmp_path):
     """Every experiment's --quick mode, benchmarks included, then every figure and the summary."""
     res, figs = tmp_path / "results", tmp_path / "figures"
     assert reproduce.main(["--quick", "--bench", "--out", str(res), "--figures", str(figs)]) == 0
-    for exp in reproduce.EXPERIMENTS:
-        for name in reproduce.tables(exp):
+    for exp in registry.EXPERIMENTS:
+        for name in registry.tables(exp):
             assert (res / name).exists(), name
     assert (figs / "bench_scaling.pdf").exists()
 

@@ -6,7 +6,6 @@ import pytest
 
 from experiments import compare
 from paper_figures import compare as figs
-from sparsebnn import data as datasets
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +67,6 @@ def test_creg_plot_and_labels():
     assert len(fig.axes) == 2
 
 
-def test_bad_net():
-    ds = datasets.load("digits")
-    with pytest.raises(ValueError, match="unknown net"):
-        compare.build_net("alexnet", ds, [8])
+def test_bad_net():  # nets.build's errors: tests/test_nets.py
     with pytest.raises(SystemExit):
         compare.main(["--nets", "alexnet"])

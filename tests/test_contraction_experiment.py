@@ -1,169 +1,14 @@
-"""experiments.contraction and paper_figures.contraction: helpers against exact answers, --quick end to end,
-and (slow) the headline behaviour on a reduced grid."""
+"""experiments.contraction and paper_figures.contraction: its configuration grid and summary tables,
+--quick end to end, and (slow) the headline behaviour on a reduced grid. The measurements it uses are
+tested in test_recovery.py (node recovery) and test_rates.py (slopes)."""
 
-import jax
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from scipy import stats
 
 from experiments import contraction as exp
 from paper_figures import contraction as fig
-from sparsebnn import nets
-
-# ----------------------------------------------------------------------------- slopes
-
-
-def test_ols_slope_is_exact_on_a_power_law_and_matches_scipy():
-    n = np.repeat([500.0, 2000.0, 8000.0], 3)
-    assert exp.ols_slope(n, 3.0 * n**-0.45) == pytest.approx(-0.45, abs=1e-12)
-    y = np.exp(np.random.default_rng(0).normal(size=n.size)) * n**-0.5
-    assert exp.ols_slope(n, y) == pytest.approx(stats.linregress(np.log(n), np.log(y)).slope, rel=1e-12)
-
-
-@given(st.lists(st.floats(-3, 3), min_size=6, max_size=6), st.floats(-2, 2))
-def test_ols_slope_matches_linregress(noise, b):
-    n = np.array([100.0, 100.0, 1000.0, 1000.0, 10000.0, 10000.0])
-    y = np.exp(b * np.log(n) + np.asarray(noise))
-    assert exp.ols_slope(n, y) == pytest.approx(stats.linregress(np.log(n), np.log(y)).slope, rel=1e-9, abs=1e-9)
-
-
-def test_bootstrap_interval_covers_the_slope_and_needs_replicates():
-    rng = np.random.default_rng(1)
-    n = np.repeat([500.0, 1000.0, 2000.0, 4000.0, 8000.0], 4)
-    y = 2.0 * n**-0.5 * np.exp(0.05 * rng.normal(size=n.size))
-    slope, lo, hi = exp.fit_slope(n, y, n_boot=4000)
-    assert lo < slope < hi and lo < -0.5 < hi and hi < 0
-    assert hi - lo < 0.2
-    # the same seed gives the same interval
-    assert exp.fit_slope(n, y, n_boot=4000) == (slope, lo, hi)
-    # one replicate per n: nothing to resample
-    s1, lo1, hi1 = exp.fit_slope(n[::4], y[::4])
-    assert np.isfinite(s1) and np.isnan(lo1) and np.isnan(hi1)
-
-
-@pytest.mark.parametrize("n, y, match", [
-    ([1.0, 2.0], [1.0], "equal length"),
-    ([10.0, 10.0], [1.0, 2.0], "two distinct n"),
-    ([10.0, 20.0], [1.0, -2.0], "finite and positive"),
-    ([10.0, 20.0], [1.0, np.nan], "finite and positive"),
-])
-def test_slope_rejects_bad_input(n, y, match):
-    with pytest.raises(ValueError, match=match):
-        exp.fit_slope(n, y)
-
-
-def test_fit_slope_rejects_bad_level_and_boot():
-    with pytest.raises(ValueError, match="level"):
-        exp.fit_slope([1.0, 2.0], [1.0, 2.0], level=1.5)
-    with pytest.raises(ValueError, match="n_boot"):
-        exp.fit_slope([1.0, 2.0], [1.0, 2.0], n_boot=0)
-
-
-# ----------------------------------------------------------------------------- node recovery
-
-
-def _relu_features(rng, n, k):
-    x = rng.normal(size=(n, 4))
-    return np.maximum(x @ rng.normal(size=(4, k)) + 0.1, 0.0)
-
-
-def test_match_nodes_counts_permuted_rescaled_nodes_as_true_positives():
-    rng = np.random.default_rng(0)
-    teacher = _relu_features(rng, 3000, 3)
-    junk = np.maximum(rng.normal(size=(3000, 1)), 0)  # unrelated to any teacher node
-    student = np.concatenate([2.5 * teacher[:, [2, 0, 1]], junk], axis=1)
-    m = exp.match_nodes(student, teacher)
-    assert (m["tp"], m["fp"], m["fn"]) == (3, 1, 0) and m["corr"] == pytest.approx(1.0)
-    m = exp.match_nodes(student[:, :2], teacher)  # one teacher node missed
-    assert (m["tp"], m["fp"], m["fn"]) == (2, 0, 1)
-    # a duplicated node is a false positive, a constant (dead) node too
-    dup = np.concatenate([teacher, teacher[:, :1], np.zeros((3000, 1))], axis=1)
-    assert exp.match_nodes(dup, teacher) == {"tp": 3, "fp": 2, "fn": 0, "corr": pytest.approx(1.0)}
-    assert exp.match_nodes(np.zeros((3000, 0)), teacher)["fn"] == 3
-    # a weakly correlated node falls below the threshold
-    noisy = teacher[:, :1] + 3 * teacher[:, :1].std() * rng.normal(size=(3000, 1))
-    assert exp.match_nodes(noisy, teacher[:, :1])["tp"] == 0
-    assert exp.match_nodes(noisy, teacher[:, :1], min_corr=0.1)["tp"] == 1
-
-
-def test_match_nodes_rejects_bad_input():
-    with pytest.raises(ValueError, match="same N"):
-        exp.match_nodes(np.zeros((5, 2)), np.zeros((4, 2)))
-    with pytest.raises(ValueError, match="finite"):
-        exp.match_nodes(np.full((5, 2), np.nan), np.zeros((5, 2)))
-
-
-def test_node_activations_are_the_hidden_layer_outputs():
-    net = nets.mlp([4, 6, 5, 1])
-    params = net.init(jax.random.key(0))
-    x = np.random.default_rng(0).normal(size=(9, 4)).astype(np.float32)
-    w = {k: (np.asarray(v["w"], np.float64), np.asarray(v["b"], np.float64)) for k, v in params.items()}
-    h1 = np.maximum(x @ w["dense_0"][0] + w["dense_0"][1], 0)
-    h2 = np.maximum(h1 @ w["dense_1"][0] + w["dense_1"][1], 0)
-    acts = exp.node_activations(net, params, x)
-    np.testing.assert_allclose(acts["dense_0"], h1, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(acts["dense_1"], h2, rtol=1e-5, atol=1e-6)
-
-
-def _teacher_signal_by_hand(t, x):
-    """Delta_j of every active node by zeroing its incoming group in float64 NumPy and re-running the ReLU net."""
-    names = list(t.params)
-    ws = [(np.asarray(t.params[k]["w"], np.float64), np.asarray(t.params[k]["b"], np.float64)) for k in names]
-
-    def eta(ws):
-        h = np.asarray(x, np.float64)
-        for i, (w, b) in enumerate(ws):
-            h = h @ w + b
-            h = np.maximum(h, 0) if i < len(ws) - 1 else h
-        return h[:, 0]
-
-    f0, out = eta(ws), {}
-    for li, layer in enumerate(names[:-1]):
-        vals = []
-        for j in np.flatnonzero(t.masks[layer]):
-            off = [(w.copy(), b.copy()) for w, b in ws]
-            off[li][0][:, j] = 0
-            off[li][1][j] = 0
-            vals.append(np.mean((eta(off) - f0) ** 2))
-        out[layer] = np.array(vals)
-    return out
-
-
-def test_node_signal_matches_brute_force_and_the_last_layer_closed_form():
-    from sparsebnn import data
-
-    t = data.teacher(10, p=4, widths=(6, 5), active=(3, 2), noise=0.5, seed=1).teacher
-    x = np.random.default_rng(0).normal(size=(500, 4)).astype(np.float32)
-    got = exp.node_signal(t.net, t.params, t.masks, x)
-    want = _teacher_signal_by_hand(t, x)
-    assert list(got) == list(t.masks)
-    for layer in want:
-        np.testing.assert_allclose(got[layer], want[layer], rtol=2e-4, atol=1e-7)
-    # last hidden layer: switching node j off removes exactly v_j h_j(x) from the output
-    h = exp.node_activations(t.net, t.params, x)["dense_1"]
-    v = np.asarray(t.params["dense_2"]["w"], np.float64)[:, 0]
-    j = np.flatnonzero(t.masks["dense_1"])
-    np.testing.assert_allclose(got["dense_1"], np.mean((h[:, j] * v[j]) ** 2, axis=0), rtol=2e-4)
-    assert exp.min_signal_ratio(t, x) == pytest.approx(min(a.min() for a in want.values()) / 0.25, rel=2e-4)
-    with pytest.raises(ValueError, match="x must be"):
-        exp.node_signal(t.net, t.params, t.masks, np.full((3, 4), np.nan))
-
-
-def test_choose_teacher_seed_returns_the_first_seed_meeting_the_signal_condition():
-    config = dict(exp.QUICK["teacher"], noise=0.5)
-    x = exp.signal_check_x(config["p"])
-    ratio = lambda seed: exp.min_signal_ratio(exp.teacher_data(config, 1, 0, teacher_seed=seed).teacher, x)
-    seed = exp.choose_teacher_seed(config, 0.1, start=5)
-    assert seed > 5 and ratio(seed) >= 0.1 and all(ratio(s) < 0.1 for s in range(5, seed))
-    assert exp.choose_teacher_seed(config, 0.0, start=5) == 5
-    with pytest.raises(ValueError, match="min_signal"):
-        exp.choose_teacher_seed(config, -1.0)
-    with pytest.raises(ValueError, match="no teacher seed"):
-        exp.choose_teacher_seed(config, 1e6, tries=2)
-
+from sparsebnn.rates import fit_slope
 
 # ----------------------------------------------------------------------------- configurations
 
@@ -346,7 +191,7 @@ def test_headline_contraction_on_a_reduced_grid(tmp_path):
     table = exp.main(["--out", str(tmp_path), "--priors", "ss-ig", "--n", "500", "2000", "8000", "20000",
                       "--seeds", "0", "1", "2", "--pi", "theory", "--fan-in-n", "0", "--no-nuts"])
     assert (table[["signal_1", "signal_2"]].min(axis=1) >= 0.1).all()
-    slope, lo, hi = exp.fit_slope(table["n"], table["dh_mean"])
+    slope, lo, hi = fit_slope(table["n"], table["dh_mean"])
     assert slope < 0 and hi < 0, (slope, lo, hi)
     means = table.groupby("n")["dh_mean"].mean()
     assert means.is_monotonic_decreasing, means

@@ -226,3 +226,66 @@ def test_bad_input_raises_clear_errors():
         nets.resnet(CIFAR, 10, depth=21)
     with pytest.raises(ValueError, match="non-decreasing"):
         nets.resnet(CIFAR, 10, widths=(32, 16, 8))
+
+
+# ----------------------------------------------------------------------------- nets.build
+
+
+def same_network(a: nets.Network, b: nets.Network, x: np.ndarray, run: bool) -> None:
+    """Same metadata and wiring, the same parameters from the same key, and (``run``) the same outputs."""
+    assert (a.name, a.layers, a.in_shape, a.out_dim, a.consumers) == (b.name, b.layers, b.in_shape, b.out_dim, b.consumers)
+    pa, pb = a.init(jax.random.key(0)), b.init(jax.random.key(0))
+    assert jax.tree_util.tree_structure(pa) == jax.tree_util.tree_structure(pb)
+    for u, v in zip(jax.tree_util.tree_leaves(pa), jax.tree_util.tree_leaves(pb)):
+        np.testing.assert_array_equal(u, v)
+    if run:
+        np.testing.assert_array_equal(a.apply(pa, x), b.apply(pb, x))
+    else:  # traced only (compiling every architecture at every size would cost a minute)
+        assert jax.eval_shape(a.apply, pa, x) == jax.eval_shape(b.apply, pb, x)
+
+
+def fake_dataset(image_shape, out_dim=10, name="images"):
+    """What nets.build reads from a sparsebnn.data.Dataset."""
+    from types import SimpleNamespace
+
+    in_dim = math.prod(image_shape) if image_shape else 7
+    return SimpleNamespace(name=name, in_dim=in_dim, out_dim=out_dim, image_shape=image_shape)
+
+
+@pytest.mark.parametrize("shape", [DIGITS, MNIST])
+@pytest.mark.parametrize("name, options, direct", [
+    ("mlp", dict(hidden=[16, 8]), lambda s: nets.mlp([math.prod(s), 16, 8, 10])),
+    ("mlp", dict(hidden=(5,), act="tanh", name="m"), lambda s: nets.mlp([math.prod(s), 5, 10], act="tanh", name="m")),
+    ("lenet5", {}, lambda s: nets.lenet5(s, 10)),
+    ("lenet5", dict(padding="SAME"), lambda s: nets.lenet5(s, 10, padding="SAME")),
+    ("lenet5_caffe", {}, lambda s: nets.lenet5_caffe(s, 10)),
+    ("vit", dict(patch=2, width=32, depth=2, heads=4), lambda s: nets.vit(s, 10, patch=2, width=32, depth=2, heads=4)),
+    ("mixer", dict(patch=2, width=32, depth=2), lambda s: nets.mixer(s, 10, patch=2, width=32, depth=2)),
+    ("resnet", dict(depth=8, widths=(4, 8, 16)), lambda s: nets.resnet(s, 10, depth=8, widths=(4, 8, 16))),
+])
+def test_build_is_the_named_builder_sized_for_the_dataset(name, options, direct, shape):
+    net = nets.build(name, fake_dataset(shape), **options)
+    x = np.random.default_rng(0).normal(size=(3, *shape)).astype(np.float32)
+    same_network(net, direct(shape), x, run=shape == DIGITS and name in ("mlp", "lenet5"))
+
+
+def test_build_options_are_explicit():
+    """LeNet-5's padding is VALID on 28x28 by default and SAME only when asked: different networks."""
+    ds = fake_dataset(MNIST)
+    valid, same = nets.build("lenet5", ds), nets.build("lenet5", ds, padding="SAME")
+    assert valid.layers[2].fan_in != same.layers[2].fan_in  # the flattened conv features differ
+    regression = fake_dataset(None, out_dim=1, name="regression")
+    assert nets.build("mlp", regression, hidden=[3]).layers[-1].n_nodes == 1
+
+
+def test_build_rejects_bad_input():
+    with pytest.raises(ValueError, match="unknown net"):
+        nets.build("alexnet", fake_dataset(DIGITS))
+    with pytest.raises(ValueError, match="needs image data"):
+        nets.build("lenet5", fake_dataset(None, name="breast_cancer"))
+    with pytest.raises(ValueError, match="hidden"):
+        nets.build("mlp", fake_dataset(DIGITS))
+    with pytest.raises(ValueError, match=r"takes no option\(s\) \['hidden'\]"):
+        nets.build("lenet5", fake_dataset(DIGITS), hidden=[8])
+    with pytest.raises(ValueError, match="n_out"):
+        nets.build("vit", fake_dataset(DIGITS), n_out=3)

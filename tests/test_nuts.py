@@ -1,15 +1,13 @@
-"""Reference NUTS: exactness on a conjugate model, exact indicator handling, diagnostics, SBC (slow)."""
+"""Reference NUTS: exactness on a conjugate model, exact indicator handling, diagnostics (SBC: test_sbc.py)."""
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpyro  # noqa: F401  (before arviz, see sparsebnn.diagnostics)
 import arviz as az
 import jax
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
@@ -274,42 +272,3 @@ def test_bad_model_arguments_raise(tiny):
 def test_bayes_factors_need_indicators(conjugate):
     with pytest.raises(ValueError, match="spike-and-slab"):
         conjugate["post"].node_log_bayes_factors()
-
-
-# ----------------------------------------------------------------------------- simulation-based calibration
-
-
-def test_sbc_rank_statistics():
-    from experiments import sbc
-
-    rng = np.random.default_rng(0)
-    ranks = rng.integers(0, 100, size=500)
-    chi2, p, counts = sbc.chi2_uniform(ranks)
-    want = stats.chisquare(np.bincount(ranks // 10, minlength=10))
-    assert counts.sum() == 500 and chi2 == pytest.approx(want.statistic) and p == pytest.approx(want.pvalue)
-    assert sbc.chi2_uniform(np.full(500, 3))[1] < 1e-10  # all in one bin: not uniform
-    with pytest.raises(ValueError, match="ranks"):
-        sbc.chi2_uniform(np.array([100]))
-    with pytest.raises(ValueError, match="bins"):
-        sbc.chi2_uniform(ranks, bins=7)
-    # ties (discrete quantities) are broken uniformly: rank of 1 among {0, 1, 1, 2} is 1 or 2 or 3
-    got = {sbc.rank(np.array([0.0, 1.0, 1.0, 2.0]), 1.0, np.random.default_rng(i)) for i in range(200)}
-    assert got == {1, 2, 3}
-    table = pd.DataFrame({"quantity": ["a"] * 500 + ["b"] * 500,
-                          "rank": np.concatenate([ranks, np.full(500, 3)])})
-    summary = sbc.summarise(table)
-    assert list(summary["passed"]) == [True, False]
-
-
-@pytest.mark.slow
-def test_sbc_horseshoe_ranks_are_uniform():
-    """Talts et al. (2018): ranks of prior draws among posterior draws are uniform for an exact sampler."""
-    from experiments import sbc
-
-    model = sbc.make_model("horseshoe")
-    run = sbc.sampler(model)
-    ranks = pd.DataFrame([r for b in range(4) for r in sbc.ranks_block("horseshoe", 0, b, run)])
-    summary = sbc.summarise(ranks)
-    assert summary["n_sims"].min() == 100
-    assert summary["passed"].all(), summary[~summary["passed"]]
-    assert math.isclose(len(summary), ranks["quantity"].nunique())

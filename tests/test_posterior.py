@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sparsebnn import bmr, data, masks, nets, priors
 from sparsebnn.infer import laplace, nuts, svi
@@ -102,3 +104,44 @@ def test_indicator_posteriors_give_inclusion_probabilities(toy):
     probs = post.inclusion_probs()
     assert set(probs) == {"dense_0"} and probs["dense_0"].shape == (5,)
     np.testing.assert_array_equal(post.node_masks()["dense_0"], np.asarray(probs["dense_0"]) >= 0.5)
+
+
+class _Fixed(Posterior):
+    """A posterior with given BMR weight masks or inclusion probabilities (what pruning_masks reads)."""
+
+    def __init__(self, net, keep=None, probs=None):
+        self.net, self.keep, self.probs = net, keep, probs or {}
+
+    def sample_params(self, key=None, n=DRAWS, masks=None):
+        raise NotImplementedError  # not read by pruning_masks
+
+    def gaussian_factors(self):
+        raise NotImplementedError  # not read by pruning_masks
+
+    def weight_masks(self, margin=0.0):
+        return self.keep
+
+    def inclusion_probs(self):
+        return self.probs
+
+
+@given(st.integers(0, 2**31 - 1), st.floats(0.0, 1.0))
+def test_pruning_masks_drop_a_node_when_its_whole_group_has_gone(seed, keep):
+    """BMR weight masks: a node stays while any incoming weight or its bias does (by brute force over every node)."""
+    net = nets.mlp([3, 4, 5, 2])
+    rng = np.random.default_rng(seed)
+    weights = {l.name: {k: rng.random(s) < keep for k, s in (("w", (l.fan_in, l.n_nodes)), ("b", (l.n_nodes,)))}
+               for l in net.layers}
+    nodes, pruned = _Fixed(net, keep=weights).pruning_masks()
+    assert pruned is weights and set(nodes) == {"dense_0", "dense_1"}
+    for layer, alive in nodes.items():
+        want = [weights[layer]["w"][:, j].any() or weights[layer]["b"][j] for j in range(len(alive))]
+        np.testing.assert_array_equal(alive, want)
+        assert isinstance(alive, np.ndarray) and alive.dtype == bool
+
+
+def test_pruning_masks_of_spike_and_slab_are_the_indicator_masks():
+    probs = {"dense_0": np.array([0.9, 0.2, 0.5, 0.7, 0.1])}
+    nodes, applied = _Fixed(NET, probs=probs).pruning_masks()
+    np.testing.assert_array_equal(nodes["dense_0"], [True, False, True, True, False])
+    assert applied is nodes

@@ -3,8 +3,7 @@ import os
 import pandas as pd
 import pytest
 
-from sparsebnn.results import ResultsStore, config_key, versions, write_table
-from experiments._cli import run_grid
+from sparsebnn.results import ResultsStore, config_key, run_grid, versions, write_table
 
 
 def test_config_key_is_order_independent():

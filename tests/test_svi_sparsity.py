@@ -1,4 +1,4 @@
-"""experiments.svi_sparsity: per-prior optimiser defaults and the SS-GHS prior it compares."""
+"""experiments.svi_sparsity: per-prior optimiser defaults and the priors it compares."""
 
 import pytest
 
@@ -18,8 +18,10 @@ def test_optimiser_settings_defaults_and_overrides():
 
 
 @pytest.mark.parametrize("name", ["gaussian", "horseshoe", "ss-ig", "ss-gl", "ss-ghs"])
-def test_make_prior(name):
-    prior = exp.make_prior(name)
+def test_priors(name):
+    prior = priors.get(**exp.PRIORS[name])
     assert prior.name == name or (name == "horseshoe" and isinstance(prior, priors.RegularizedHorseshoe))
+    if name == "horseshoe":
+        assert prior.tiered  # the tiered (node-wise) horseshoe
     if name == "ss-ghs":
         assert prior.c_reg == "fan_in"

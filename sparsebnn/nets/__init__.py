@@ -1,7 +1,8 @@
 """Pure-function networks sharing one description of layers and node groups (:class:`Network`, :class:`Layer`).
 
 Architectures: :func:`mlp`, :func:`convnet` with :func:`lenet5` and :func:`lenet5_caffe`,
-:func:`vit`, :func:`mixer`, :func:`resnet`. Each builder also attaches its wiring (which
+:func:`vit`, :func:`mixer`, :func:`resnet`; :func:`build` makes one of them by name, sized for a
+dataset. Each builder also attaches its wiring (which
 parameters read each prunable layer's nodes, see :func:`wire`), used by :mod:`sparsebnn.compact`.
 """
 
@@ -14,6 +15,8 @@ from ._base import activation as activation
 from ._base import n_params as n_params
 from ._base import node_groups as node_groups
 from ._base import scale_nodes as scale_nodes
+from ._builder import ARCHITECTURES as ARCHITECTURES
+from ._builder import build as build
 from ._lenet import convnet as convnet
 from ._lenet import lenet5 as lenet5
 from ._lenet import lenet5_caffe as lenet5_caffe
@@ -26,11 +29,13 @@ from ._wiring import wire as wire
 
 __all__ = [
     "ACTIVATIONS",
+    "ARCHITECTURES",
     "Layer",
     "Network",
     "Params",
     "Slot",
     "activation",
+    "build",
     "consumers",
     "convnet",
     "lenet5",
