@@ -19,8 +19,7 @@ from scipy.optimize import linear_sum_assignment
 
 from sparsebnn import data
 from sparsebnn.infer._taps import tapped_apply
-from sparsebnn.nets.base import scale_nodes
-from sparsebnn.nets.wiring import consumers
+from sparsebnn.nets import consumers, scale_nodes
 
 MIN_CORR = 0.9  # activation correlation that makes a kept node a true positive
 SIGNAL_N, SIGNAL_SEED = 20000, 7  # covariates of the signal check (signal_check_x)
