@@ -5,9 +5,10 @@
                                   [--dataset digits] [--steps N] [--hidden 100 100] [--no-creg]
                                   [--opd-sparsity 0.8] [--opd-node-sparsity 0.5] [--seed 0] [--out results]
 
-Methods and how each is pruned:
+Methods and how each is pruned (``RECIPES``: a fit returning a :class:`sparsebnn.posterior.Posterior`, its
+prunings, and whether it is evaluated at the point estimate):
 
-* ``map``: Adam on the log posterior under ``N(0, 1)`` (``infer.laplace.map_train``), unpruned;
+* ``map``: Adam on the log posterior under ``N(0, 1)`` (``sparsebnn.infer.map_train``), unpruned;
 * ``gaussian-bmr``: mean-field SVI under ``N(0, 1)``, then Bayesian model reduction: a weight goes to
   the spike when its ΔF > 0 and a node when the ΔF of its incoming group is > 0;
 * ``horseshoe``: SVI under the tiered (node-wise) regularised horseshoe in non-centred form, pruned by
@@ -15,7 +16,7 @@ Methods and how each is pruned:
 * ``ss-ig``, ``ss-gl``, ``ss-ghs``: SVI with node indicators, keep node j when ``σ(θ_j) >= 0.5``;
   ``ss-ghs`` runs twice, with ``c_reg = 1`` and ``c_reg = k_l + 1`` (``"fan_in"``), column ``c_reg``;
 * ``laplace-opd``: MAP with online marginal-likelihood learning of a per-layer prior precision and a
-  diagonal GGN Laplace (``infer.laplace.laplace``), then OPD scores ``P_ii θ_i²`` prune the MAP: two
+  diagonal GGN Laplace (``sparsebnn.infer.laplace``), then OPD scores ``P_ii θ_i²`` prune the MAP: two
   rows, ``pruning = "opd-weight"`` (global unstructured, ``--opd-sparsity``) and ``"opd-node"``
   (structured, ``--opd-node-sparsity`` of the nodes of every prunable layer).
 
@@ -35,10 +36,10 @@ and ``nodes_kept/<layer>`` (final per-layer fraction kept).
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -47,11 +48,10 @@ import pandas as pd
 
 from experiments._cli import parser
 from sparsebnn import compact, metrics, nets, priors, prune
-from sparsebnn import masks as mask_lib
 from sparsebnn import data as datasets
-from sparsebnn.infer import svi
-from sparsebnn.infer import laplace, map_train, posterior_precision
-from sparsebnn.results import config_key, run_grid
+from sparsebnn.infer import laplace, map_train, posterior_precision, svi
+from sparsebnn.posterior import Point, Posterior
+from sparsebnn.results import atomic_write, config_key, run_grid
 
 # --nets name -> (sparsebnn.nets.build name, options), sized for small images (mlp: hidden widths --hidden)
 NETS = {
@@ -81,17 +81,8 @@ def run_name(config: dict) -> str:
 
 
 def save_npz(path: Path, arrays: dict) -> None:
-    """``np.savez`` atomically (temporary file + ``os.replace`` in the same folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``np.savez`` atomically (:func:`sparsebnn.results.atomic_write`)."""
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _summaries(net, mean_params, history: list, masks: dict | None) -> dict:
@@ -117,14 +108,73 @@ def _evaluate(net, outputs, ds, params, masks) -> dict:
     return row
 
 
-def _fit_svi(config, net, ds):
+# ----------------------------------------------------------------------------- methods: a fit, then prunings
+
+
+def fit_map(config, net, ds, epochs) -> tuple[Posterior, dict]:
+    """Adam on the log posterior under N(0, 1): a point estimate."""
+    key = jax.random.key(config["seed"])
+    params, _ = map_train(net, net.init(key), tuple(ds.train), epochs=epochs, batch_size=config["batch_size"],
+                          lr=config["lr"], seed=config["seed"])
+    return Point(net, params), {}
+
+
+def fit_laplace(config, net, ds, epochs) -> tuple[Posterior, dict]:
+    """MAP with online marginal-likelihood learning of a per-layer prior precision; diagonal GGN Laplace."""
+    post = laplace(net, priors.Gaussian(learn="layer"), ds.train, curvature="diag", epochs=epochs,
+                   batch_size=config["batch_size"], lr=config["lr"], marglik_every=max(epochs // 10, 1),
+                   marglik_burnin=max(epochs // 5, 1), hyper_steps=50, seed=config["seed"], progress=False)
+    return post, {}
+
+
+def fit_svi(config, net, ds, epochs) -> tuple[Posterior, dict]:
+    """Mean-field SVI: cosine-decayed Adam, KL warm-up over the first half (as experiments.svi_sparsity)."""
     steps, warmup = config["steps"], config["steps"] // 2
     prior = priors.get(**SVI_PRIORS[config["method"]], **({"c_reg": config["c_reg"]} if "c_reg" in config else {}))
     beta = optax.linear_schedule(1e-3, 1.0, warmup) if warmup else 1.0
     lr = optax.cosine_decay_schedule(config["svi_lr"], steps, alpha=0.02)
-    return svi(net, prior, ds, num_steps=steps, batch_size=config["batch_size"], optimizer=optax.adam(lr),
+    post = svi(net, prior, ds, num_steps=steps, batch_size=config["batch_size"], optimizer=optax.adam(lr),
                kl_weight=beta, eval_every=max(steps // 20, 1), chunk_size=max(steps // 20, 1), seed=config["seed"],
                progress=config.get("progress", False))
+    return post, {"steps_per_s": post.steps_per_s, "final_loss": float(post.losses[-20:].mean())}
+
+
+def own_rule(post, config) -> tuple[str, dict | None, dict | None]:
+    """The posterior's own rule (node indicators, else BMR weights): ``(pruning, node masks, masks)``."""
+    nodes, applied = post.pruning_masks()
+    return ("indicator" if post.inclusion_probs() else "bmr"), nodes, applied
+
+
+def no_pruning(post, config):
+    return "none", None, None
+
+
+def opd_weight(post, config):
+    """OPD ``P_ii θ_i²`` (= mean² / variance of the diagonal Laplace factors), global unstructured sparsity."""
+    return "opd-weight", None, prune.weight_mask(post.net, _opd(post), config["opd_sparsity"])
+
+
+def opd_node(post, config):
+    """OPD summed per node, ``--opd-node-sparsity`` of the nodes of every prunable layer."""
+    nodes = {k: np.asarray(v) for k, v in prune.node_mask(post.net, _opd(post), config["opd_node_sparsity"]).items()}
+    return "opd-node", nodes, nodes
+
+
+def _opd(post):
+    return prune.opd(post.params, posterior_precision(post))
+
+
+class Method(NamedTuple):
+    """How a method of the comparison is fitted, pruned and evaluated."""
+
+    fit: Callable  # (config, net, ds, epochs) -> (Posterior, extra row entries)
+    prunings: tuple[Callable, ...]  # (posterior, config) -> (pruning name, node masks, masks to apply)
+    at_point: bool = False  # evaluate the (pruned) posterior mean as a point, not the posterior predictive
+
+
+RECIPES = {"map": Method(fit_map, (no_pruning,), at_point=True),
+           "laplace-opd": Method(fit_laplace, (opd_weight, opd_node), at_point=True),
+           **{m: Method(fit_svi, (own_rule,)) for m in SVI_PRIORS}}
 
 
 def run(config: dict, out: Path) -> list[dict]:
@@ -132,51 +182,28 @@ def run(config: dict, out: Path) -> list[dict]:
     ds = datasets.load(config["dataset"], seed=config["seed"], flat=config["net"] == "mlp")
     name, options = NETS[config["net"]]
     net = nets.build(name, ds, **options | ({"hidden": config["hidden"]} if name == "mlp" else {}))
-    key = jax.random.key(config["seed"])
-    n_train, batch, method = len(ds.train.y), config["batch_size"], config["method"]
-    epochs = max(1, round(config["steps"] * batch / n_train))
-    stem = run_name({k: v for k, v in config.items() if k != "progress"})
-    summary = f"compare/{stem}.npz"
+    if config["method"] not in RECIPES:
+        raise ValueError(f"unknown method {config['method']!r}; choose from {METHODS}")
+    recipe = RECIPES[config["method"]]
+    epochs = max(1, round(config["steps"] * config["batch_size"] / len(ds.train.y)))
+    summary = f"compare/{run_name({k: v for k, v in config.items() if k != 'progress'})}.npz"
     t0 = time.perf_counter()
-    rows = []
-    if method == "map":
-        params, losses = map_train(net, net.init(key), tuple(ds.train), epochs=epochs, batch_size=batch,
-                                   lr=config["lr"], seed=config["seed"])
-        wall = time.perf_counter() - t0
-        outputs = np.asarray(jax.jit(net.apply)(params, ds.test.x))[None]
-        rows.append(dict(pruning="none", wall_time_s=wall, **_evaluate(net, outputs, ds, params, None)))
-        arrays = _summaries(net, params, [], None)
-    elif method == "laplace-opd":
-        post = laplace(net, ds.train, prior_structure="layer", curvature="diag", epochs=epochs, batch_size=batch,
-                       lr=config["lr"], marglik_every=max(epochs // 10, 1), marglik_burnin=max(epochs // 5, 1),
-                       hyper_steps=50, seed=config["seed"], progress=False)
-        wall = time.perf_counter() - t0
-        params = post.params
-        scores = prune.opd(params, posterior_precision(post))
-        node = prune.node_mask(net, scores, config["opd_node_sparsity"])
-        node = {k: np.asarray(v) for k, v in node.items()}
-        for pruning, mask, masks in (
-            ("opd-weight", prune.weight_mask(net, scores, config["opd_sparsity"]), None),
-            ("opd-node", mask_lib.to_weights(net, node, like=params), node),
-        ):
-            pruned = prune.apply_mask(params, mask)
-            outputs = np.asarray(jax.jit(net.apply)(pruned, ds.test.x))[None]
-            rows.append(dict(pruning=pruning, wall_time_s=wall, **_evaluate(net, outputs, ds, pruned, masks)))
-        arrays = _summaries(net, params, [], node)
-    elif method in SVI_PRIORS:
-        post = _fit_svi(config, net, ds)
-        wall = time.perf_counter() - t0
-        masks, pruned_masks = post.pruning_masks()
-        k_pred, k_mean = jax.random.split(key)
-        outputs = np.asarray(post.predict(ds.test.x, k_pred, config["samples"], masks=pruned_masks))
-        params = post.mean_params(k_mean, config["samples"], masks=pruned_masks)
-        rows.append(dict(pruning="indicator" if post.prior.indicators else "bmr", wall_time_s=wall,
-                         steps_per_s=post.steps_per_s, final_loss=float(post.losses[-20:].mean()),
-                         **_evaluate(net, outputs, ds, params, masks)))
-        arrays = _summaries(net, post.mean_params(k_mean, config["samples"]), post.history, masks)
-    else:
-        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    save_npz(out / summary, arrays)
+    post, extra = recipe.fit(config, net, ds, epochs)
+    wall = time.perf_counter() - t0
+    k_pred, k_mean = jax.random.split(jax.random.key(config["seed"]))
+    draws = 1 if recipe.at_point else config["samples"]
+    rows, shown = [], None
+    for pruning in recipe.prunings:
+        label, nodes, applied = pruning(post, config)
+        target = Point(net, post.params) if recipe.at_point else post
+        outputs = np.asarray(target.predict(ds.test.x, k_pred, draws, masks=applied))
+        params = target.mean_params(k_mean, draws, masks=applied)
+        rows.append(dict(pruning=label, wall_time_s=wall, **extra, **_evaluate(net, outputs, ds, params, nodes)))
+        shown = nodes if nodes is not None else shown
+    history = getattr(post, "history", None)
+    history = history if isinstance(history, list) else []  # SVI validation rows (Laplace records epochs)
+    mean = post.params if recipe.at_point else post.mean_params(k_mean, config["samples"])
+    save_npz(out / summary, _summaries(net, mean, history, shown))
     return [{**r, "summary": summary} for r in rows]
 
 

@@ -18,6 +18,7 @@ The math of the reduction is in ``docs/bmr.md``.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -26,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sparsebnn import bmr, masks
+from sparsebnn import bmr
+from sparsebnn import masks as masks_
 from sparsebnn.nets import Network, Params
 
 DRAWS = 32  # default number of posterior draws of sample_params / predict / mean_params
@@ -142,7 +144,31 @@ class Posterior(abc.ABC):
             nodes = self.node_masks("indicator")
             return nodes, nodes
         keep = self.weight_masks()
-        return masks.to_nodes(self.net, keep), keep
+        return masks_.to_nodes(self.net, keep), keep
 
 
-__all__ = ["DRAWS", "GaussianFactors", "Posterior", "check_draws", "check_inputs", "spike_delta_f"]
+@dataclasses.dataclass(frozen=True)
+class Point(Posterior):
+    """A point estimate (a MAP, or a pruned network) seen through the contract: a Dirac measure at ``params``.
+
+    Every draw is ``params``, so ``predict`` repeats the network's outputs and metrics of the predictive
+    equal those of the point. It has no posterior variance: :meth:`gaussian_factors` (and with it BMR)
+    raises.
+    """
+
+    net: Network
+    params: Params
+    likelihood: object = None
+    n_data: int = 0
+    prior: object = None
+
+    def sample_params(self, key: jax.Array | None = None, n: int = DRAWS, masks: Mapping | None = None) -> Params:
+        n = check_draws(n, "n")
+        p = self.params if masks is None else masks_.apply(self.params, masks)
+        return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n, *jnp.shape(a))), p)
+
+    def gaussian_factors(self) -> GaussianFactors:
+        raise ValueError("a point estimate has no posterior variance: Bayesian model reduction needs a posterior")
+
+
+__all__ = ["DRAWS", "GaussianFactors", "Point", "Posterior", "check_draws", "check_inputs", "spike_delta_f"]
