@@ -25,7 +25,7 @@ import numpy as np
 from experiments._cli import parser
 from sparsebnn import data as datasets
 from sparsebnn import masks as mask_lib
-from sparsebnn import metrics, nets, prune
+from sparsebnn import metrics, nets, priors, prune
 from sparsebnn.infer import laplace, log_marglik
 from sparsebnn.results import run_grid
 
@@ -57,10 +57,9 @@ def run(config: dict) -> list[dict]:
     structure = config["structure"]
     learn = structure != "map"
     post = laplace(
-        net, ds.train, prior_structure="scalar" if structure == "map" else structure, curvature=config["curvature"],
-        epochs=sched["epochs"], batch_size=config["batch_size"], lr=config["lr"], prior_init=1.0,
-        marglik_every=sched["marglik_every"], marglik_burnin=sched["marglik_burnin"] if learn else sched["epochs"] + 1,
-        hyper_steps=sched["hyper_steps"], seed=config["seed"], progress=False,
+        net, priors.Gaussian(1.0, learn=structure if learn else None), ds.train, curvature=config["curvature"],
+        epochs=sched["epochs"], batch_size=config["batch_size"], lr=config["lr"], marglik_every=sched["marglik_every"],
+        marglik_burnin=sched["marglik_burnin"], hyper_steps=sched["hyper_steps"], seed=config["seed"], progress=False,
     )
     params = post.params
     lml = float(log_marglik(post))

@@ -20,6 +20,7 @@ from scipy import stats
 
 from paper_figures import __main__ as cli
 from paper_figures import compare, spam, stochastic_bmr, style, svi_sparsity
+from sparsebnn import priors
 
 METHOD_MODULES = ("compare", "svi_sparsity", "stochastic_bmr", "spam")
 # legend entries that are not methods (explanations of the encoding)
@@ -181,14 +182,14 @@ def test_every_method_label_resolves_through_style():
     for method in compare_exp.METHODS:
         rows = [dict(method=method, pruning=p, c_reg=c) for p in ("opd-weight", "opd-node") for c in (1.0, "fan_in")]
         assert all(compare.key(r) in style.METHODS for r in rows)
-    assert set(svi_exp.PRIORS) == set(svi_sparsity.KEYS)
+    assert set(svi_exp.METHODS) == set(svi_sparsity.KEYS)
     assert set(sbmr_exp.METHODS) == {m for m, _ in stochastic_bmr.KEYS}
     assert set(spam_exp.STRUCTURES) == set(spam.STRUCTURES) and set(prune.CRITERIA) == set(spam.CRITERIA)
     mapped = [*compare.KEYS.values(), *svi_sparsity.KEYS.values(), *stochastic_bmr.KEYS.values(),
               *spam.STRUCTURES.values(), *spam.CRITERIA.values(), *contraction.PRIORS, *svi_vs_nuts.PRIORS, "nuts"]
     assert set(mapped) <= set(style.METHODS)
     # the svi_sparsity labels say what the experiment fits
-    assert svi_exp.make_prior("ss-ghs").c_reg == "fan_in" and svi_exp.make_prior("horseshoe").tiered
+    assert svi_exp.PRIORS["ss-ghs"]["c_reg"] == "fan_in" and priors.get(**svi_exp.PRIORS["horseshoe"]).tiered
     with pytest.raises(ValueError, match="no look"):
         style.look("not-a-method")
     with pytest.raises(ValueError, match="c_reg"):
