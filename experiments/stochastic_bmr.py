@@ -7,7 +7,7 @@ Every method gets the same budget of SVI steps (``warmup + rounds · steps_per_r
 optimiser and Gaussian prior scale σ0:
 
 * ``bmr``:       iterative BMR, per weight, threshold rule (prune where ΔF > 0); one row per round
-* ``bmr-bb``:    iterative BMR, per weight, the anchor's per-layer Beta–Bernoulli rule; one row per round
+* ``bmr-bb``:    iterative BMR, per weight, Marković et al.'s per-layer Beta–Bernoulli rule (docs/bmr.md); one row per round
 * ``bmr-node``:  iterative BMR per node/filter (group ΔF, threshold 0); one row per round
 * ``flat-map``:  MAP under N(0, σ0²) (Adam, the same number of minibatch steps)
 * ``flat-ff``:   mean-field Gaussian SVI under N(0, σ0²) (``sparsebnn.infer.svi``); rows for the dense
@@ -16,7 +16,7 @@ optimiser and Gaussian prior scale σ0:
 
 Writes tidy rows to ``<out>/stochastic_bmr.csv``: dataset, net, method, reduction, round, step,
 pruned_fraction (of the weights and biases of all layers but the output layer), accuracy, nll, ece
-(10 equal-width bins), ece_mass (20 equal-mass bins, as the anchor), brier, nodes_kept, weight_sparsity,
+(10 equal-width bins), ece_mass (20 equal-mass bins, as in Marković et al.'s code), brier, nodes_kept, weight_sparsity,
 train_time (s, compilation and evaluation excluded for the BMR rounds), wall_time.
 """
 

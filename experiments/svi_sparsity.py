@@ -12,10 +12,11 @@ a cosine learning-rate decay from ``--lr`` to 2 % of it, every Gaussian factor's
 pruned by the prior's own rule and evaluated on the test split with ``--samples`` posterior draws:
 
 * spike-and-slab priors (ss-ig, ss-gl, ss-ghs): keep node j when ``σ(θ_j) >= 0.5``;
-* gaussian and horseshoe (non-centred ``ε ~ N(0, 1)`` sites): Bayesian model reduction as in the BMR
-  anchor, a weight is moved to the spike when its ΔF > 0; a node goes when its whole incoming group
-  (weights and bias) has gone (``SVIPosterior.node_masks("bmr")``, the group-ΔF rule, is stricter);
-* map: Adam (``--map-lr``) on the log posterior under ``N(0, 1)`` (``sparsebnn.infer.laplace.map_train``,
+* gaussian and horseshoe (non-centred ``ε ~ N(0, 1)`` sites): Bayesian model reduction as in Marković et
+  al. (2023; docs/bmr.md): a weight is moved to the spike when its ΔF > 0; a node goes when its whole
+  incoming group (weights and bias) has gone (``Posterior.pruning_masks``; ``node_masks("bmr")``, the
+  group-ΔF rule, is stricter);
+* map: Adam (``--map-lr``) on the log posterior under ``N(0, 1)`` (``sparsebnn.infer.map_train``,
   same steps and batch), unpruned, the reference accuracy.
 
 Optimiser defaults (``DEFAULTS``, each overridden by its flag): 12,000 steps, lr 5e-3, init sd 1e-2; for
@@ -24,13 +25,13 @@ tiered horseshoe lost 3 points of pruned accuracy on seed 0, so the other priors
 
 Hyperparameters are the priors' defaults (σ0 = 1, π = "theory", tiered horseshoe τ0 = 1e-2) except
 
-* SS-GHS's ``c_reg = "fan_in"`` (``c = k_l + 1``, the paper's second choice; the anchor code's ``c = 1``
+* SS-GHS's ``c_reg = "fan_in"`` (``c = k_l + 1``, the paper's second choice; the authors' code's ``c = 1``
   caps every slab sd at σ0 = 1, which binds in the first layer, whose kept weights reach |w| ≈ 3 on
   standardised pixels). Picked on the validation split over seeds 0–4 (mean validation accuracy 0.970
   against 0.960 for ``c = 1`` at the same optimiser settings), together with its optimiser settings,
   which reach a lower −ELBO (≈ 0.86–0.91 nats per example against 0.90–0.95 at 12,000
   steps, lr 5e-3, init sd 1e-2) and a lower validation NLL;
-* SS-GL's σ0 = 0.2: under the anchor's λ² ~ Gamma(4, 2) the group-lasso slab has per-entry sd
+* SS-GL's σ0 = 0.2: under the λ² ~ Gamma(4, 2) of Jantre et al.'s code (docs/priors.md) the group-lasso slab has per-entry sd
 ≈ σ0 √(m + 1) / λ (≈ 14 σ0 for a 400-wide layer), which at σ0 = 1 is so wide that every kept node costs
 thousands of nats of KL on 1,258 training examples.
 

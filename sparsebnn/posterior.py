@@ -147,6 +147,22 @@ class Posterior(abc.ABC):
         return masks_.to_nodes(self.net, keep), keep
 
 
+class ModelPosterior(Posterior):
+    """A posterior of a :class:`sparsebnn.model.BNN` (field ``model``): its network, prior and likelihood."""
+
+    @property
+    def net(self) -> Network:
+        return self.model.net
+
+    @property
+    def prior(self):
+        return self.model.prior
+
+    @property
+    def likelihood(self):
+        return self.model.likelihood
+
+
 @dataclasses.dataclass(frozen=True)
 class Point(Posterior):
     """A point estimate (a MAP, or a pruned network) seen through the contract: a Dirac measure at ``params``.
@@ -171,4 +187,4 @@ class Point(Posterior):
         raise ValueError("a point estimate has no posterior variance: Bayesian model reduction needs a posterior")
 
 
-__all__ = ["DRAWS", "GaussianFactors", "Point", "Posterior", "check_draws", "check_inputs", "spike_delta_f"]
+__all__ = ["DRAWS", "GaussianFactors", "ModelPosterior", "Point", "Posterior", "check_draws", "check_inputs", "spike_delta_f"]

@@ -77,7 +77,7 @@ from sparsebnn import sites
 from sparsebnn.diagnostics import Diagnostics, diagnose, warn_if_failed
 from sparsebnn.model import BNN
 from sparsebnn.nets import Network, Params
-from sparsebnn.posterior import DRAWS, GaussianFactors, Posterior, check_draws
+from sparsebnn.posterior import DRAWS, GaussianFactors, ModelPosterior, check_draws
 from sparsebnn.priors import Prior
 
 from ._guides import model_sites
@@ -463,7 +463,7 @@ def kde_log_density_at_zero(draws: np.ndarray, return_bandwidth: bool = False):
 
 
 @dataclasses.dataclass
-class NUTSPosterior(Posterior):
+class NUTSPosterior(ModelPosterior):
     """Draws of every latent site of ``model``, ``samples[site]`` shaped ``(chains, draws, *shape)``.
 
     ``trace``: the ArviZ DataTree; ``diagnostics``: its verdict; ``wall_time``: seconds of
@@ -491,18 +491,6 @@ class NUTSPosterior(Posterior):
     @property
     def problems(self) -> tuple[str, ...]:
         return self.diagnostics.problems
-
-    @property
-    def net(self) -> Network:
-        return self.model.net
-
-    @property
-    def prior(self) -> Prior:
-        return self.model.prior
-
-    @property
-    def likelihood(self):
-        return self.model.likelihood
 
     @property
     def num_chains(self) -> int:

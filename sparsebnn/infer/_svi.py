@@ -36,7 +36,7 @@ from sparsebnn import sites
 from sparsebnn.data import Training
 from sparsebnn.model import BNN
 from sparsebnn.nets import Network, Params
-from sparsebnn.posterior import DRAWS, GaussianFactors, Posterior, check_draws
+from sparsebnn.posterior import DRAWS, GaussianFactors, ModelPosterior, check_draws
 from sparsebnn.priors import Prior, param_shapes
 
 from ._guides import MeanFieldGuide
@@ -118,7 +118,7 @@ def mean_field_svi(model: BNN | Callable[[Any], BNN], guide: MeanFieldGuide, opt
 
 
 @dataclasses.dataclass
-class SVIPosterior(Posterior):
+class SVIPosterior(ModelPosterior):
     """A fitted mean-field posterior: the model, its guide and the guide parameters.
 
     ``losses``: per-step loss; ``history``: one dict per validation (step, loss, temperature, val
@@ -139,18 +139,6 @@ class SVIPosterior(Posterior):
     n_devices: int = 1
     chunk_times: list = dataclasses.field(default_factory=list)
     compile_time: float = 0.0
-
-    @property
-    def net(self) -> Network:
-        return self.model.net
-
-    @property
-    def prior(self) -> Prior:
-        return self.model.prior
-
-    @property
-    def likelihood(self):
-        return self.model.likelihood
 
     def sample_sites(self, key: jax.Array | None = None, n: int = DRAWS) -> dict:
         """``n`` draws of every latent site from the guide (exact Bernoulli indicators), leading axis ``n``."""
