@@ -23,13 +23,14 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+from sparsebnn import intervals  # noqa: E402
 
 # Okabe–Ito palette (colour-blind safe), for categories that are not methods (layers, kinds, measures).
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -178,17 +179,9 @@ def legend_of(fig, axes, loc: str = "outside right upper", **kw):
 
 
 def t_interval(values) -> tuple[float, float, float]:
-    """``(mean, lo, hi)``: the mean of ``values`` (NaNs dropped) and its 95 % Student-t interval;
-    ``lo = hi = mean`` for a single value."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return np.nan, np.nan, np.nan
-    m = float(v.mean())
-    if v.size == 1:
-        return m, m, m
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return m, m - half, m + half
+    """``(mean, lo, hi)`` of :func:`sparsebnn.intervals.t_interval` (95 %); ``lo = hi = mean`` for a single value."""
+    m, lo, hi = intervals.t_interval(values)
+    return (m, lo, hi) if np.isfinite(lo) else (m, m, m)
 
 
 def seed_points(ax, table: pd.DataFrame, value: str, group: str = "net", key: str = "key",
