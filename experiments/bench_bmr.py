@@ -35,7 +35,8 @@ from experiments._cli import parser
 from sparsebnn import data as datasets
 from sparsebnn import metrics, nets, priors
 from sparsebnn.infer import map_train
-from sparsebnn.reduction import GaussianFactors, reduce, stochastic_bmr
+from sparsebnn.posterior import GaussianFactors
+from sparsebnn.reduction import reduce, stochastic_bmr
 from sparsebnn.results import versions, write_table
 
 TOLERANCES = (0.01, 0.02, 0.03)
@@ -74,6 +75,7 @@ def bench_pass(n_params: int, repeats: int, seed: int) -> list[dict]:
     n = sum(x.size for x in jax.tree_util.tree_leaves(mean))
     ref = jax.jit(lambda f: jax.tree_util.tree_map(lambda m, v: m * m / v, f.mean, f.var))
     passes = {
+        "public call (eager reduce, checks included)": lambda f: reduce(f, net),
         "threshold (keep mask)": jax.jit(lambda f: reduce(f, net).keep),
         "beta-bernoulli (keep mask)": jax.jit(lambda f: reduce(f, net, rule="beta_bernoulli").keep),
         "node threshold (keep mask)": jax.jit(lambda f: reduce(f, net, level="node").keep),

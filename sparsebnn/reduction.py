@@ -71,14 +71,22 @@ class Reduction(NamedTuple):
     ``keep``: ``{layer: {"w", "b"}}`` bool, False at the spike (old and new); ``node_keep``:
     ``{layer: (n_nodes,) bool}`` of the node-prunable layers, a node being alive while any entry of
     its incoming group is kept; ``delta_f``: per-coordinate ΔF of moving to the spike (0 where already
-    there); ``mean``, ``var``: the reduced posterior (0, 0 at the spike; unchanged elsewhere).
+    there); ``factors``: the posterior that was reduced; ``mean``, ``var``: the reduced posterior (0, 0 at
+    the spike; unchanged elsewhere: mean field), computed when asked for.
     """
 
     keep: Params
     node_keep: dict
     delta_f: Params
-    mean: Params
-    var: Params
+    factors: GaussianFactors
+
+    @property
+    def mean(self) -> Params:
+        return jax.tree_util.tree_map(lambda k, m: jnp.where(k, m, 0.0), self.keep, self.factors.mean)
+
+    @property
+    def var(self) -> Params:
+        return jax.tree_util.tree_map(lambda k, v: jnp.where(k, v, 0.0), self.keep, self.factors.var)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -100,7 +108,7 @@ def _layer_shapes(net: Network) -> dict:
 
 
 def _check_factors(factors: GaussianFactors, net: Network) -> None:
-    """Structure and shapes always; values (finite, var > 0, prior_var >= 0) when called eagerly."""
+    """Structure and shapes (the values are checked inside the reduction's own pass, :func:`_bad_values`)."""
     if not isinstance(factors, GaussianFactors):
         raise ValueError(f"factors must be a GaussianFactors(mean, var, prior_var); got {type(factors).__name__}")
     want = _layer_shapes(net)
@@ -115,17 +123,19 @@ def _check_factors(factors: GaussianFactors, net: Network) -> None:
             for k in ("w", "b"):
                 if tuple(jnp.shape(sub[k])) != shp[k]:
                     raise ValueError(f"{field}[{name!r}][{k!r}] must have shape {shp[k]}; got {tuple(jnp.shape(sub[k]))}")
-    if not _concrete(factors):
-        return
-    for field, tree in zip(factors._fields, factors):
-        for x in jax.tree_util.tree_leaves(tree):
-            x = np.asarray(x)
-            if not np.all(np.isfinite(x)):
-                raise ValueError(f"{field} contains NaN or inf")
-            if field == "var" and np.any(x <= 0):
-                raise ValueError("var must be > 0 everywhere (a posterior variance)")
-            if field == "prior_var" and np.any(x < 0):
-                raise ValueError("prior_var must be >= 0 (0 = already at the spike)")
+
+
+_VALUE_ERRORS = ("mean, var or prior_var contains NaN or inf", "var must be > 0 everywhere (a posterior variance)",
+                 "prior_var must be >= 0 (0 = already at the spike)")
+
+
+def _bad_values(mean, var, prior_var) -> jax.Array:
+    """``[non-finite anywhere, var <= 0 somewhere, prior_var < 0 somewhere]``, fused into the reduction's pass."""
+    def anywhere(test, tree):
+        return jnp.any(jnp.stack([jnp.any(test(x)) for x in jax.tree_util.tree_leaves(tree)]))
+
+    return jnp.stack([anywhere(lambda x: ~jnp.isfinite(x), (mean, var, prior_var)), anywhere(lambda v: v <= 0, var),
+                      anywhere(lambda v: v < 0, prior_var)])
 
 
 # ----------------------------------------------------------------------------- the reduction
@@ -137,7 +147,12 @@ def _decide(df, spike, rule: str, margin, n_iter: int):
     return jax.tree_util.tree_map(lambda d, s: (d <= limit) & ~s, df, spike)
 
 
-@functools.partial(jax.jit, static_argnames=("net", "rule", "level", "n_iter"))
+@functools.lru_cache(maxsize=64)
+def _reducer(net: Network, rule: str, level: str, n_iter: int):
+    """The compiled pass of one setting (no static arguments at call time: JAX's fastest dispatch)."""
+    return jax.jit(functools.partial(_reduce, net=net, rule=rule, level=level, n_iter=n_iter))
+
+
 def _reduce(mean, var, prior_var, margin, *, net: Network, rule: str, level: str, n_iter: int):
     spike = jax.tree_util.tree_map(lambda v: v == 0, prior_var)
     df = spike_delta_f(GaussianFactors(mean, var, prior_var))
@@ -153,10 +168,7 @@ def _reduce(mean, var, prior_var, margin, *, net: Network, rule: str, level: str
             dead = ~jnp.any(node_groups(keep, layer), axis=1)
             node = _decide(g, dead, rule, margin, n_iter)
             keep[layer.name] = {k: keep[layer.name][k] & node for k in ("w", "b")}
-    # Mean field: a spike replaces the factor by N(0, 0); every other factor is unchanged (bmr.reduced_posterior).
-    red_mean = jax.tree_util.tree_map(lambda k, m: jnp.where(k, m, 0.0), keep, mean)
-    red_var = jax.tree_util.tree_map(lambda k, v: jnp.where(k, v, 0.0), keep, var)
-    return Reduction(keep, to_nodes(net, keep), df, red_mean, red_var)
+    return keep, to_nodes(net, keep), df, _bad_values(mean, var, prior_var)
 
 
 def reduce(factors: GaussianFactors, net: Network, *, rule: str = "threshold", level: str = "weight",
@@ -166,7 +178,8 @@ def reduce(factors: GaussianFactors, net: Network, *, rule: str = "threshold", l
     ``rule``: ``"threshold"`` (prune where ΔF > ``margin``) or ``"beta_bernoulli"`` (per layer,
     ``n_iter`` iterations; ``margin`` unused). ``level``: ``"weight"`` (every coordinate of every layer
     but the output layer) or ``"node"`` (group ΔF of the nodes of ``net.prunable_layers``).
-    Coordinates with ``prior_var == 0`` stay pruned. Eager calls check the values too.
+    Coordinates with ``prior_var == 0`` stay pruned. Eager calls check the values too (NaN/inf, var > 0,
+    prior_var >= 0), inside the same compiled pass: one small host sync, no host copy of the posterior.
     """
     _check_choice("rule", rule, RULES)
     _check_choice("level", level, LEVELS)
@@ -175,9 +188,18 @@ def reduce(factors: GaussianFactors, net: Network, *, rule: str = "threshold", l
     if _concrete(margin) and not math.isfinite(float(margin)):
         raise ValueError(f"margin must be a finite number; got {margin!r}")
     _check_factors(factors, net)
+    leaves = jax.tree_util.tree_leaves(factors)
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(factors.mean), float)
-    mean, var, prior_var = (jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), t) for t in factors)
-    return _reduce(mean, var, prior_var, jnp.asarray(margin, dtype), net=net, rule=rule, level=level, n_iter=int(n_iter))
+    if not all(isinstance(x, jax.Array) and x.dtype == dtype for x in leaves):
+        factors = GaussianFactors(*(jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), t) for t in factors))
+    mean, var, prior_var = factors
+    keep, node_keep, df, bad = _reducer(net, rule, level, int(n_iter))(mean, var, prior_var, jnp.asarray(margin, dtype))
+    if _concrete(factors):
+        for flag, message in zip(np.asarray(bad), _VALUE_ERRORS):
+            if flag:
+                raise ValueError(message)
+    # Mean field: a spike replaces the factor by N(0, 0), every other factor is unchanged (bmr.reduced_posterior).
+    return Reduction(keep, node_keep, df, GaussianFactors(mean, var, prior_var))
 
 
 def pruned_fraction(keep: Params, net: Network) -> float:
@@ -313,7 +335,7 @@ def stochastic_bmr(
         mean = {name: {k: normal[site][0] for k, site in sub.items()} for name, sub in factor_sites.items()}
         var = {name: {k: normal[site][1] ** 2 for k, site in sub.items()} for name, sub in factor_sites.items()}
         pv = jax.tree_util.tree_map(lambda v, kp: jnp.where(kp, v, 0.0), site_var, keep)
-        return _reduce(mean, var, pv, jnp.asarray(margin, dtype), net=net, rule=rule, level=level, n_iter=int(n_iter)).keep
+        return _reducer(net, rule, level, int(n_iter))(mean, var, pv, jnp.asarray(margin, dtype))[0]
 
     def outputs(params, keep, k, x):
         m = model_for(keep)
