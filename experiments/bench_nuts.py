@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import constraints
 
-from experiments._cli import parser
+from experiments._cli import parse, parser
 from sparsebnn import data as datasets
 from sparsebnn import nets, priors
 from sparsebnn.diagnostics import diagnose
@@ -98,7 +98,7 @@ def run(config: dict) -> dict:
 
 def main(argv: list[str] | None = None):
     p = parser("bench_nuts", __doc__.splitlines()[0])
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     budget = dict(warmup=150, samples=150, chains=2) if args.quick else dict(warmup=500, samples=500, chains=4)
     configs = [dict(centered=c, seed=args.seed, **budget) for c in (False, True)]
     table = run_grid(configs, run, args.out / "bench_nuts.csv", overwrite=args.overwrite, desc="parameterisations")
@@ -115,4 +115,6 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

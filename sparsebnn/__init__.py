@@ -12,7 +12,7 @@ import numpyro  # noqa: F401
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bmr", "compact", "data", "diagnostics", "infer", "likelihood", "masks", "metrics", "model", "nets",
+_SUBMODULES = ("bmr", "cluster", "compact", "data", "diagnostics", "infer", "likelihood", "masks", "metrics", "model", "nets",
                "posterior", "priors", "prune", "reduction", "results", "sites")
 
 
