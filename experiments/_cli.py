@@ -19,7 +19,9 @@ traceback)``, exit 1), ``--verbose`` shows the traceback, Ctrl-C exits 130 sayin
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
+import json
 import math
 import sys
 import traceback
@@ -182,9 +184,25 @@ def execute(args: argparse.Namespace, configs: Iterable[dict], run: Callable, pa
         return run_grid(configs, run, path, overwrite=args.overwrite, desc=desc, client=client)
 
 
+def config_columns(table: pd.DataFrame) -> list[str]:
+    """The configuration columns of a results table (the keys of its ``config_key``; without one, the non-numeric columns)."""
+    if "config_key" not in table or table.empty:
+        return [c for c in table if not pd.api.types.is_numeric_dtype(table[c])]
+    keys = set()
+    for k in table["config_key"].dropna().unique():
+        keys |= set(json.loads(k))
+    return [c for c in table if c in keys]
+
+
 def over_seeds(table: pd.DataFrame, keys: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
-    """Per configuration ``keys`` (those in the table), the mean of ``columns`` over its seeds; ``seeds`` counts them."""
-    keys = [k for k in keys if k in table]
+    """Mean of ``columns`` over the seeds of each configuration; column ``seeds`` counts them.
+
+    Rows are grouped by ``keys`` (those in the table) and by every other configuration column that
+    varies in the table (shown after ``keys``), so runs with different settings never share a mean.
+    """
+    varying = [c for c in config_columns(table) if c not in keys and c not in ("seed", "progress")
+               and table[c].astype(str).nunique() > 1]
+    keys = [k for k in keys if k in table] + varying
     columns = [c for c in columns if c in table and c not in keys and pd.api.types.is_numeric_dtype(table[c])]
     if table.empty or not keys:
         return table[keys + columns]
@@ -198,13 +216,29 @@ def over_seeds(table: pd.DataFrame, keys: Sequence[str], columns: Sequence[str])
 
 
 def load_data(name: str, *, seed: int = 0, flat: bool = True):
-    """``sparsebnn.data.load(name, seed=seed)``: flat inputs (``flat``) or images where the dataset has images."""
+    """``sparsebnn.data.load(name, seed=seed)``: flat inputs (``flat``) or images where the dataset has images.
+
+    The last two datasets loaded are kept (read-only arrays), so checking a dataset before the grid and
+    loading it for the first configuration read its files once.
+    """
     from sparsebnn import data
 
     if name not in data.LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(data.LOADERS)}")
-    takes_flat = "flat" in inspect.signature(data.LOADERS[name]).parameters
-    return data.load(name, seed=seed, **({"flat": flat} if takes_flat else {}))
+    if "flat" not in inspect.signature(data.LOADERS[name]).parameters:
+        flat = None
+    return _load(name, seed, flat)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(name: str, seed: int, flat: bool | None):
+    from sparsebnn import data
+
+    ds = data.load(name, seed=seed, **({} if flat is None else {"flat": flat}))
+    for split in (ds.train, ds.val, ds.test):
+        for array in split:
+            array.flags.writeable = False
+    return ds
 
 
 def check_data(p: argparse.ArgumentParser, name: str, image_nets: Sequence[str] = (), batch_size: int | None = None) -> None:

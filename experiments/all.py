@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments._cli import EXECUTORS, Parser, cache_dir, check_executor, nonnegative_int, positive_int
+from experiments._cli import EXECUTORS, Parser, cache_dir, check_executor, config_columns, nonnegative_int, positive_int
 from experiments.registry import BY_NAME, EXPERIMENTS, Experiment, invocations, select, tables
 from sparsebnn.cluster import start
 from sparsebnn.results import _VERSIONED
@@ -144,18 +144,9 @@ _PRIORITY = ("accuracy", "nll", "ece", "brier", "sparsity", "weight_sparsity", "
              "compression_ratio", "flops_ratio", "ratio", "abs_err", "min_ess_per_s", "wall_time_s", "seconds")
 
 
-def _config_columns(df: pd.DataFrame) -> list[str]:
-    if "config_key" not in df or df.empty:
-        return [c for c in df if not pd.api.types.is_numeric_dtype(df[c])]
-    keys = set()
-    for k in df["config_key"].dropna().unique():
-        keys |= set(json.loads(k))
-    return [c for c in df if c in keys]
-
-
 def summarise(df: pd.DataFrame, max_metrics: int = 8, max_rows: int = 40) -> pd.DataFrame:
     """Config columns that vary as row keys, numeric metrics averaged over the rest (seeds, replicates)."""
-    config = [c for c in _config_columns(df) if c not in _DROP]
+    config = [c for c in config_columns(df) if c not in _DROP]
     files = [c for c in df if c not in config and df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
     files = [c for c in files if c not in config and df[c].dropna().astype(str).str.fullmatch(_FILE).all()]
     df = df.drop(columns=[c for c in df if c in _DROP or c in files])

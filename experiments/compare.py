@@ -227,8 +227,9 @@ def configs(nets_, methods, dataset, steps, hidden, batch_size, lr, samples, see
 
 
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The headline columns, one row per (net, method, c_reg, pruning): means over the seeds (column ``seeds``)."""
-    return over_seeds(table, SUMMARY_COLUMNS[:4], SUMMARY_COLUMNS[4:])
+    """The headline columns, one row per (dataset, net, method, c_reg, pruning) and any other setting that
+    differs between rows: means over the seeds (column ``seeds``)."""
+    return over_seeds(table, ["dataset", *SUMMARY_COLUMNS[:4]], SUMMARY_COLUMNS[4:])
 
 
 QUICK = dict(nets=["mlp"], steps=100, hidden=[16, 16], samples=4)

@@ -115,7 +115,7 @@ def start(n_workers: int | None = None, compile_cache_dir: str | os.PathLike | N
     for i in range(n_workers):
         gpu = {"CUDA_VISIBLE_DEVICES": devices[i % len(devices)]} if devices else {}
         workers[i] = {"cls": Nanny, "options": {"nthreads": 1, "env": {**env, **gpu}, "silence_logs": logging.ERROR}}
-    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard": False, "dashboard_address": None}}
+    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard": False, "dashboard_address": ":0"}}
     return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.WARNING, name="sparsebnn")
 
 
