@@ -36,6 +36,7 @@ from sparsebnn import nets, priors
 from sparsebnn.diagnostics import diagnose
 from sparsebnn.infer import model_sites
 from sparsebnn.infer import NUTSOptions, batched_sampler, to_datatree
+from sparsebnn.likelihood import Likelihood
 from sparsebnn.model import BNN
 from sparsebnn.results import run_grid
 
@@ -47,7 +48,7 @@ TARGET_ACCEPT = 0.95
 def problem(seed: int, centered: bool):
     d = datasets.teacher(50, p=4, widths=(8,), active=(2,), noise=NOISE, n_test=PROBES, act="tanh", seed=seed)
     net = nets.mlp([4, 8, 1], act="tanh", name="bench")
-    model = BNN(net, priors.RegularizedHorseshoe(tau0=0.1, centered=centered), "gaussian", NOISE)
+    model = BNN(net, priors.RegularizedHorseshoe(tau0=0.1, centered=centered), Likelihood("gaussian", NOISE))
     return model, d
 
 
