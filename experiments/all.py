@@ -23,8 +23,8 @@ table that exists (config columns as rows, metrics averaged over seeds/replicate
 Scales (``--quick`` overrides ``--scale`` and passes only ``--quick`` to each experiment):
 
 * ``cpu`` (default): the embedded data (``digits``, ``breast_cancer``, teacher networks) at the
-  reduced settings in :data:`experiments.registry.EXPERIMENTS` — well under an hour on 2 CPU cores for
-  the comparisons.
+  reduced settings in :data:`experiments.registry.EXPERIMENTS`, the comparisons once per seed 0, 1, 2
+  (about 25 minutes on 2 CPU cores for everything with one seed).
 * ``full``: the seeds' settings for a GPU: each experiment's own defaults (its full schedule), and
   the image experiments once per dataset on the MNIST / Fashion-MNIST / CIFAR-10 files (see
   ``sparsebnn.data.resolve_data_dir`` for where they are looked up).
