@@ -22,7 +22,7 @@ PROG = "sparsebnn"
 
 def _parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{list,run,reproduce,figures}")
     listing = sub.add_parser("list", help="list the experiments and what each reproduces")
     listing.add_argument("--verbose", "-v", action="store_true", help="show the full traceback on an error")

@@ -23,14 +23,15 @@ import functools
 import inspect
 import json
 import math
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from sparsebnn.results import check_writable
+if TYPE_CHECKING:
+    import pandas as pd
 
 SEEDS, QUICK_SEEDS = (0, 1, 2), (0,)  # --seeds defaults: full / CPU scale, --quick
 # the classification datasets of sparsebnn.data (teacher data is regression unless asked otherwise)
@@ -67,6 +68,8 @@ unit_interval = number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 
 def _out_dir(value: str) -> Path:
     """``--out``: a folder that can be created and written, checked before any work."""
+    from sparsebnn.results import check_writable
+
     try:
         return check_writable(value)
     except ValueError as e:
@@ -186,6 +189,8 @@ def execute(args: argparse.Namespace, configs: Iterable[dict], run: Callable, pa
 
 def config_columns(table: pd.DataFrame) -> list[str]:
     """The configuration columns of a results table (the keys of its ``config_key``; without one, the non-numeric columns)."""
+    import pandas as pd
+
     if "config_key" not in table or table.empty:
         return [c for c in table if not pd.api.types.is_numeric_dtype(table[c])]
     keys = set()
@@ -200,6 +205,8 @@ def over_seeds(table: pd.DataFrame, keys: Sequence[str], columns: Sequence[str])
     Rows are grouped by ``keys`` (those in the table) and by every other configuration column that
     varies in the table (shown after ``keys``), so runs with different settings never share a mean.
     """
+    import pandas as pd
+
     varying = [c for c in config_columns(table) if c not in keys and c not in ("seed", "progress")
                and table[c].astype(str).nunique() > 1]
     keys = [k for k in keys if k in table] + varying
@@ -225,16 +232,17 @@ def load_data(name: str, *, seed: int = 0, flat: bool = True):
 
     if name not in data.LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(data.LOADERS)}")
-    if "flat" not in inspect.signature(data.LOADERS[name]).parameters:
-        flat = None
-    return _load(name, seed, flat)
+    takes = inspect.signature(data.LOADERS[name]).parameters
+    folder = str(data.resolve_data_dir()) if "data_dir" in takes else None
+    return _load(name, seed, flat if "flat" in takes else None, folder)
 
 
 @functools.lru_cache(maxsize=2)
-def _load(name: str, seed: int, flat: bool | None):
+def _load(name: str, seed: int, flat: bool | None, data_dir: str | None):
     from sparsebnn import data
 
-    ds = data.load(name, seed=seed, **({} if flat is None else {"flat": flat}))
+    ds = data.load(name, seed=seed, **({} if flat is None else {"flat": flat}),
+                   **({} if data_dir is None else {"data_dir": data_dir}))
     for split in (ds.train, ds.val, ds.test):
         for array in split:
             array.flags.writeable = False
@@ -277,6 +285,9 @@ def entry(main: Callable[[list[str]], object], argv: Sequence[str] | None = None
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         code = 130
+    except BrokenPipeError:  # the reader of our output went away (e.g. | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     except Exception as err:  # noqa: BLE001  (SystemExit, argparse's errors included, passes through)
         if verbose:
             traceback.print_exc()

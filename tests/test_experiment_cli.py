@@ -182,6 +182,16 @@ def test_every_listed_dataset_starts(experiment, data_folder, tmp_path, monkeypa
     assert "has no images" in capsys.readouterr().err
 
 
+def test_datasets_are_loaded_once_read_only_and_per_data_folder(data_folder, tmp_path, monkeypatch):
+    assert _cli.load_data("breast_cancer") is _cli.load_data("breast_cancer", flat=False)  # no images: one load
+    assert not _cli.load_data("breast_cancer").train.x.flags.writeable
+    monkeypatch.setenv("SPARSEBNN_DATA", str(data_folder))
+    assert _cli.load_data("mnist").train.x.shape[1:] == (784,)
+    monkeypatch.setenv("SPARSEBNN_DATA", str(tmp_path))  # another data folder: not the earlier load
+    with pytest.raises(FileNotFoundError, match="mnist"):
+        _cli.load_data("mnist")
+
+
 # ----------------------------------------------------------------------------- seeds and experiments.all
 
 
