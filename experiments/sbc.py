@@ -119,9 +119,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--prior", default="horseshoe", choices=tuple(PRIORS))
     args = parse(p, argv, quick=dict(n_sims=BLOCK), full=dict(n_sims=200))
     blocks = math.ceil(args.n_sims / BLOCK)
-    run_nuts = sampler(make_model(args.prior))
     configs = [dict(prior=args.prior, seed=args.seed, block=b) for b in range(blocks)]
-    table = execute(args, configs, lambda c: run(c, run_nuts), args.out / "sbc_ranks.csv", desc="sbc blocks")
+    if args.executor == "dask":  # a compiled sampler does not pickle: each task builds its own (--compile-cache)
+        task = lambda c: run(c, sampler(make_model(c["prior"])))  # noqa: E731
+    else:
+        run_nuts = sampler(make_model(args.prior))
+        task = lambda c: run(c, run_nuts)  # noqa: E731
+    table = execute(args, configs, task, args.out / "sbc_ranks.csv", desc="sbc blocks")
     table = table[(table["prior"] == args.prior) & (table["seed"] == args.seed) & (table["block"] < blocks)]
     summary = uniformity(table, N_DRAWS + 1, BINS)
     summary.insert(0, "prior", args.prior)

@@ -4,7 +4,7 @@
                                [--finetune-epochs E] [--seeds 0 1 2] [--out results] [--overwrite]
                                [--executor local|dask] [--scheduler ADDRESS] (--help: every option)
 
-For every network and prior structure the network is trained once:
+For every network, prior structure and seed (``--seeds``) the network is trained once:
 
 * ``map``: MAP under a fixed N(0, 1) prior (no marginal-likelihood learning), Laplace fitted at the end;
 * ``scalar``, ``layer``, ``node``, ``unit``, ``parameter``: MAP with online Laplace marginal-likelihood

@@ -15,7 +15,7 @@ optimiser and Gaussian prior scale σ0:
                  posterior (``reduction = none``) and its one-shot post-hoc BMR (``reduction = one-shot``)
 * ``tiered-hs``: mean-field SVI under the non-centred tiered regularised horseshoe; dense and one-shot BMR
 
-Writes tidy rows to ``<out>/stochastic_bmr.csv``: dataset, net, method, reduction, round, step,
+Writes tidy rows to ``<out>/stochastic_bmr.csv``: dataset, net, method, seed, reduction, round, step,
 pruned_fraction (of the weights and biases of all layers but the output layer), accuracy, nll, ece
 (10 equal-width bins), ece_mass (20 equal-mass bins, as in Marković et al.'s code), brier, nodes_kept, weight_sparsity,
 train_time (s, compilation and evaluation excluded for the BMR rounds), wall_time.

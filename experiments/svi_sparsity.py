@@ -36,7 +36,7 @@ Hyperparameters are the priors' defaults (σ0 = 1, π = "theory", tiered horsesh
 ≈ σ0 √(m + 1) / λ (≈ 14 σ0 for a 400-wide layer), which at σ0 = 1 is so wide that every kept node costs
 thousands of nats of KL on 1,258 training examples.
 
-One row per prior in ``<out>/svi_sparsity.csv``: accuracy, NLL, Brier, ECE (10 equal-width bins) and
+One row per prior and seed (``--seeds``) in ``<out>/svi_sparsity.csv``: accuracy, NLL, Brier, ECE (10 equal-width bins) and
 ECE (20 equal-mass bins) of the pruned network, accuracy and NLL before pruning (``*_dense``), nodes kept overall and per layer, weight sparsity and compression ratio
 (total / nonzero parameters of the pruned network), FLOPs ratio (compacted / dense forward pass,
 2 × multiply–accumulates, ``sparsebnn.compact.flops``), wall time (compilation included) and

@@ -102,3 +102,4 @@ def test_gpus_without_initialising_jax(monkeypatch):
     assert cluster.gpus() == []
     with pytest.raises(ValueError, match="n_workers"):
         cluster.start(0)
+
