@@ -107,7 +107,8 @@ def start(n_workers: int | None = None, compile_cache_dir: str | os.PathLike | N
 
     devices = gpus()
     if n_workers is None:
-        n_workers = len(devices) or len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        n_workers = len(devices) or cores
     if n_workers < 1:
         raise ValueError(f"n_workers must be >= 1; got {n_workers}")
     env = {**WORKER_ENV, **cache_env(compile_cache_dir)}
