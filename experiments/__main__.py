@@ -14,25 +14,22 @@ import argparse
 import importlib
 import sys
 
+from experiments._cli import Parser, entry, exit_code
 from experiments.registry import BY_NAME, EXPERIMENTS, EXTRAS
 
 PROG = "sparsebnn"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{list,run,reproduce,figures}")
-    sub.add_parser("list", help="list the experiments and what each reproduces")
+    listing = sub.add_parser("list", help="list the experiments and what each reproduces")
+    listing.add_argument("--verbose", "-v", action="store_true", help="show the full traceback on an error")
     sub.add_parser("run", help="run one experiment: run NAME [its options] (run NAME --help: its help)")
     sub.add_parser("reproduce", help="every experiment, figure and summary table (python -m experiments.all)")
     sub.add_parser("figures", help="regenerate every figure from the results tables (python -m paper_figures)")
     return p
-
-
-def _code(result) -> int:
-    """An entry point's return value as an exit code (tables and figure lists mean success)."""
-    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,15 +41,15 @@ def main(argv: list[str] | None = None) -> int:
         name, rest = rest[0], rest[1:]
         if name not in BY_NAME and name not in EXTRAS:
             _parser().error(f"unknown experiment {name!r}; choose one of {sorted([*BY_NAME, *EXTRAS])}")
-        return _code(importlib.import_module(f"experiments.{name}").main(rest))
+        return exit_code(importlib.import_module(f"experiments.{name}").main(rest))
     if command == "reproduce":
         from experiments.all import main as reproduce
 
-        return _code(reproduce(rest))
+        return exit_code(reproduce(rest))
     if command == "figures":
         from paper_figures.__main__ import main as figures
 
-        return _code(figures(rest))
+        return exit_code(figures(rest))
     args = _parser().parse_args(argv)  # list, --help, or an error
     if args.command == "list":
         width = max(map(len, [*BY_NAME, *EXTRAS]))
@@ -64,8 +61,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:  # Ctrl-C: every finished configuration is already saved
-        print("interrupted: finished configurations are saved; the same command resumes", file=sys.stderr)
-        raise SystemExit(130) from None
+    entry(main)

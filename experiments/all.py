@@ -2,11 +2,18 @@
 
     python -m experiments.all [--quick] [--scale cpu|full] [--bench] [--only NAME ...] [--skip NAME ...]
                               [--seed 0] [--out results] [--figures figures] [--overwrite] [--verbose]
+                              [--executor local|dask] [--scheduler ADDRESS] [--workers N] [--compile-cache DIR]
     sparsebnn reproduce ...                 # the same
 
 Each experiment runs as ``python -m experiments.<name> <scale arguments> --seed S --out OUT`` in its
 own process (its output goes to ``OUT/logs/<name>.log``; ``--verbose`` streams it instead), with a
-progress line and the elapsed time. Rerunning resumes: an invocation that finished with the same
+progress line and the elapsed time. The comparison experiments (``compare``, ``svi_sparsity``,
+``stochastic_bmr``, ``spam``) take no ``--seed``: they run every configuration once per seed of their
+own ``--seeds`` (default 0 1 2, ``--quick``: 0). ``--executor dask`` starts one Dask cluster on this
+machine (one worker per GPU, else per CPU core; or uses the one at ``--scheduler``) and runs every
+experiment that has a grid with ``--executor dask --scheduler ADDRESS``: each configuration one task
+(``sparsebnn.cluster``); the others run as usual. Every experiment shares JAX's persistent compilation
+cache (``--compile-cache``, default ``OUT/.jax_cache``). Rerunning resumes: an invocation that finished with the same
 arguments is skipped (stamp in ``OUT/.reproduce/``, honoured while its tables exist), and every experiment itself skips finished
 configurations (``sparsebnn.results.run_grid``). A failed experiment is reported and the rest still
 run; the command exits non-zero at the end if any failed. Then every figure is regenerated
@@ -16,8 +23,8 @@ table that exists (config columns as rows, metrics averaged over seeds/replicate
 Scales (``--quick`` overrides ``--scale`` and passes only ``--quick`` to each experiment):
 
 * ``cpu`` (default): the embedded data (``digits``, ``breast_cancer``, teacher networks) at the
-  reduced settings in :data:`experiments.registry.EXPERIMENTS` — well under an hour on 2 CPU cores for
-  the comparisons.
+  reduced settings in :data:`experiments.registry.EXPERIMENTS`, the comparisons once per seed 0, 1, 2
+  (about 25 minutes on 2 CPU cores for everything with one seed).
 * ``full``: the seeds' settings for a GPU: each experiment's own defaults (its full schedule), and
   the image experiments once per dataset on the MNIST / Fashion-MNIST / CIFAR-10 files (see
   ``sparsebnn.data.resolve_data_dir`` for where they are looked up).
@@ -27,7 +34,7 @@ Scales (``--quick`` overrides ``--scale`` and passes only ``--quick`` to each ex
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -42,7 +49,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments._cli import EXECUTORS, Parser, cache_dir, check_executor, config_columns, nonnegative_int, positive_int
 from experiments.registry import BY_NAME, EXPERIMENTS, Experiment, invocations, select, tables
+from sparsebnn.cluster import start
 from sparsebnn.results import _VERSIONED
 
 # ----------------------------------------------------------------------------- running
@@ -81,8 +90,14 @@ def _tail(path: Path, n: int = 15) -> str:
 
 
 def run_all(experiments: Sequence[Experiment], *, out: Path, scale: str = "cpu", quick: bool = False, seed: int = 0,
-            overwrite: bool = False, verbose: bool = False) -> dict[str, str]:
-    """Run each experiment (resuming); return ``{name: "ok" | "skipped" | "failed" | "missing"}``."""
+            overwrite: bool = False, verbose: bool = False, executor: Sequence[str] = (),
+            compile_cache: str | None = None) -> dict[str, str]:
+    """Run each experiment (resuming); return ``{name: "ok" | "skipped" | "failed" | "missing"}``.
+
+    ``seed`` goes to the experiments that take ``--seed``; ``executor`` (e.g. ``["--executor", "dask",
+    "--scheduler", ADDRESS]``) to those that take it; ``compile_cache`` (``--compile-cache``) to every one.
+    Neither changes what is computed, so neither is part of the resume stamp.
+    """
     status, t_all = {}, time.perf_counter()
     for i, exp in enumerate(experiments, 1):
         head = f"[{i}/{len(experiments)}] {exp.name:<16}"
@@ -92,13 +107,15 @@ def run_all(experiments: Sequence[Experiment], *, out: Path, scale: str = "cpu",
             continue
         t0, codes, ran = time.perf_counter(), [], False
         for scale_args in invocations(exp, scale, quick):
-            argv = [*scale_args, "--seed", str(seed), "--out", str(out)] + (["--overwrite"] if overwrite else [])
+            argv = [*scale_args, *([] if exp.seeds else ["--seed", str(seed)]), "--out", str(out)]
+            argv += ["--overwrite"] if overwrite else []
             stamp = _stamp(out, exp.name, argv)
             if stamp.exists() and not overwrite and all((out / t).exists() for t in tables(exp)):
                 continue
             ran = True
-            print(f"{head} running: python -m experiments.{exp.name} {' '.join(argv)}", flush=True)
-            code = run_experiment(exp, argv, out, verbose)
+            how = [*(executor if exp.distributed else ()), *(["--compile-cache", compile_cache] if compile_cache else [])]
+            print(f"{head} running: python -m experiments.{exp.name} {' '.join(argv + how)}", flush=True)
+            code = run_experiment(exp, argv + how, out, verbose)
             codes.append(code)
             if code == 0:
                 stamp.parent.mkdir(parents=True, exist_ok=True)
@@ -127,18 +144,9 @@ _PRIORITY = ("accuracy", "nll", "ece", "brier", "sparsity", "weight_sparsity", "
              "compression_ratio", "flops_ratio", "ratio", "abs_err", "min_ess_per_s", "wall_time_s", "seconds")
 
 
-def _config_columns(df: pd.DataFrame) -> list[str]:
-    if "config_key" not in df or df.empty:
-        return [c for c in df if not pd.api.types.is_numeric_dtype(df[c])]
-    keys = set()
-    for k in df["config_key"].dropna().unique():
-        keys |= set(json.loads(k))
-    return [c for c in df if c in keys]
-
-
 def summarise(df: pd.DataFrame, max_metrics: int = 8, max_rows: int = 40) -> pd.DataFrame:
     """Config columns that vary as row keys, numeric metrics averaged over the rest (seeds, replicates)."""
-    config = [c for c in _config_columns(df) if c not in _DROP]
+    config = [c for c in config_columns(df) if c not in _DROP]
     files = [c for c in df if c not in config and df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
     files = [c for c in files if c not in config and df[c].dropna().astype(str).str.fullmatch(_FILE).all()]
     df = df.drop(columns=[c for c in df if c in _DROP or c in files])
@@ -218,20 +226,33 @@ def _write_text(text: str, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.all", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m experiments.all", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="every experiment's --quick smoke settings")
     p.add_argument("--scale", choices=("cpu", "full"), default="cpu",
                    help="cpu: embedded data, reduced settings (default); full: the seeds' settings and image files, for a GPU")
     p.add_argument("--bench", action="store_true", help="also run the benchmarks (bench_*)")
     p.add_argument("--only", nargs="+", metavar="NAME", help=f"run only these (of {', '.join(BY_NAME)})")
     p.add_argument("--skip", nargs="+", metavar="NAME", help="leave these out")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seed of the experiments that take one (default 0); compare, svi_sparsity, stochastic_bmr "
+                        "and spam run their own --seeds (default 0 1 2; --quick: 0)")
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default ./results)")
     p.add_argument("--figures", type=Path, default=Path("figures"), help="figures folder (default ./figures)")
     p.add_argument("--overwrite", action="store_true", help="recompute everything instead of resuming")
-    p.add_argument("--verbose", "-v", action="store_true", help="stream each experiment's output instead of logging it")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: each experiment's configurations one after another (default); dask: one Dask "
+                        "cluster for the whole run, each configuration of every grid experiment one task")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="with --executor dask: a running cluster's scheduler (default: start one on this machine)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="with --executor dask and no --scheduler: worker processes (default: one per GPU, else per core)")
+    p.add_argument("--compile-cache", metavar="DIR", default=None,
+                   help="JAX's persistent compilation cache of every experiment (default <out>/.jax_cache; 'none': off)")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="stream each experiment's output instead of logging it; full tracebacks on errors")
     p.add_argument("--list", action="store_true", help="print what each scale runs and exit")
     args = p.parse_args(argv)
+    check_executor(p, args)
     try:
         chosen = select(args.only, args.skip, args.bench)
     except ValueError as err:
@@ -242,8 +263,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"python -m experiments.{e.name} {' '.join(a)}".rstrip())
         return 0
     t0 = time.perf_counter()
-    status = run_all(chosen, out=args.out, scale=args.scale, quick=args.quick, seed=args.seed,
-                     overwrite=args.overwrite, verbose=args.verbose)
+    with contextlib.ExitStack() as stack:
+        executor = []
+        if args.executor == "dask":
+            address = args.scheduler
+            if address is None:
+                cache = cache_dir(args.compile_cache, args.out)
+                cluster = stack.enter_context(start(args.workers, cache))
+                address = cluster.scheduler_address
+                print(f"dask: {len(cluster.workers)} workers at {address}", flush=True)
+            executor = ["--executor", "dask", "--scheduler", address]
+        status = run_all(chosen, out=args.out, scale=args.scale, quick=args.quick, seed=args.seed,
+                         overwrite=args.overwrite, verbose=args.verbose, executor=executor,
+                         compile_cache=args.compile_cache)
 
     from paper_figures.__main__ import build_all
 
@@ -261,4 +293,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments._cli import entry
+
+    entry(main)

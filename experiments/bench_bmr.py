@@ -31,7 +31,7 @@ import numpy as np
 import optax
 import pandas as pd
 
-from experiments._cli import parser
+from experiments._cli import parse, parser, positive_int
 from sparsebnn import data as datasets
 from sparsebnn import metrics, nets, priors
 from sparsebnn.infer import map_train
@@ -140,11 +140,10 @@ def bench_time_to_target(quick: bool, seed: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     p = parser("bench_bmr", __doc__.splitlines()[0])
-    p.add_argument("--n-params", type=int, default=None, help="posterior size for the pass (default 10M; quick 1M)")
-    p.add_argument("--repeats", type=int, default=20)
-    args = p.parse_args(argv)
-    n = args.n_params or (1_000_000 if args.quick else 10_000_000)
-    rows = bench_pass(n, args.repeats, args.seed) + bench_time_to_target(args.quick, args.seed)
+    p.add_argument("--n-params", type=positive_int, default=None, help="posterior size for the pass (default 10M; quick 1M)")
+    p.add_argument("--repeats", type=positive_int, default=20)
+    args = parse(p, argv, quick=dict(n_params=1_000_000), full=dict(n_params=10_000_000))
+    rows = bench_pass(args.n_params, args.repeats, args.seed) + bench_time_to_target(args.quick, args.seed)
     table = pd.DataFrame([{**r, "device": jax.devices()[0].device_kind, **versions()} for r in rows])
     path = args.out / "bench_bmr.csv"
     if path.exists() and not args.overwrite:
@@ -157,4 +156,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

@@ -19,10 +19,9 @@ import jax
 import numpy as np
 import pandas as pd
 
+from experiments._cli import parse, parser
 from sparsebnn import compact, nets
 from sparsebnn.results import run_grid
-
-from ._cli import parser
 
 SHAPES = {"digits": (8, 8, 1), "mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 
@@ -84,7 +83,7 @@ def latency_row(config: dict) -> dict:
 
 
 def main(argv=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    args = parser("bench_compact", __doc__.split("\n")[0]).parse_args(argv)
+    args = parse(parser("bench_compact", __doc__.split("\n")[0]), argv)
     sizes = [{"dataset": ds, "network": name} for ds in SHAPES for name in architectures(SHAPES[ds])]
     size = run_grid(sizes, size_row, args.out / "bench_compact_size.csv", args.overwrite, desc="sizes")
     if args.quick:
@@ -104,4 +103,6 @@ def main(argv=None) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

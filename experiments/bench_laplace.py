@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._cli import parser
+from experiments._cli import parse, parser, positive_int
 from sparsebnn import nets
 from sparsebnn.infer import curvature, neg_log_joint
 from sparsebnn.likelihood import Likelihood
@@ -67,15 +67,15 @@ def bench(width: int, d_in: int, batch: int, repeats: int, seed: int) -> list[di
 
 def main(argv=None):
     p = parser("bench_laplace", __doc__.splitlines()[0])
-    p.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
-    p.add_argument("--d-in", type=int, default=784)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=20)
-    args = p.parse_args(argv)
-    widths, repeats = ([32, 64], 3) if args.quick else (args.widths, args.repeats)
+    p.add_argument("--widths", type=positive_int, nargs="+", default=None, help="default 64 128 256 512 1024; --quick: 32 64")
+    p.add_argument("--d-in", type=positive_int, default=784)
+    p.add_argument("--batch", type=positive_int, default=128)
+    p.add_argument("--repeats", type=positive_int, default=None, help="default 20; --quick: 3")
+    args = parse(p, argv, quick=dict(widths=[32, 64], repeats=3), full=dict(widths=[64, 128, 256, 512, 1024], repeats=20))
     configs = [
-        {"width": w, "d_in": args.d_in, "batch": args.batch, "repeats": repeats, "seed": args.seed, "backend": jax.default_backend()}
-        for w in widths
+        {"width": w, "d_in": args.d_in, "batch": args.batch, "repeats": args.repeats, "seed": args.seed,
+         "backend": jax.default_backend()}
+        for w in args.widths
     ]
     table = run_grid(
         configs, lambda c: bench(c["width"], c["d_in"], c["batch"], c["repeats"], c["seed"]),
@@ -88,4 +88,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

@@ -30,12 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import constraints
 
-from experiments._cli import parser
+from experiments._cli import parse, parser
 from sparsebnn import data as datasets
 from sparsebnn import nets, priors
 from sparsebnn.diagnostics import diagnose
 from sparsebnn.infer import model_sites
 from sparsebnn.infer import NUTSOptions, batched_sampler, to_datatree
+from sparsebnn.likelihood import Likelihood
 from sparsebnn.model import BNN
 from sparsebnn.results import run_grid
 
@@ -47,7 +48,7 @@ TARGET_ACCEPT = 0.95
 def problem(seed: int, centered: bool):
     d = datasets.teacher(50, p=4, widths=(8,), active=(2,), noise=NOISE, n_test=PROBES, act="tanh", seed=seed)
     net = nets.mlp([4, 8, 1], act="tanh", name="bench")
-    model = BNN(net, priors.RegularizedHorseshoe(tau0=0.1, centered=centered), "gaussian", NOISE)
+    model = BNN(net, priors.RegularizedHorseshoe(tau0=0.1, centered=centered), Likelihood("gaussian", NOISE))
     return model, d
 
 
@@ -98,7 +99,7 @@ def run(config: dict) -> dict:
 
 def main(argv: list[str] | None = None):
     p = parser("bench_nuts", __doc__.splitlines()[0])
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     budget = dict(warmup=150, samples=150, chains=2) if args.quick else dict(warmup=500, samples=500, chains=4)
     configs = [dict(centered=c, seed=args.seed, **budget) for c in (False, True)]
     table = run_grid(configs, run, args.out / "bench_nuts.csv", overwrite=args.overwrite, desc="parameterisations")
@@ -115,4 +116,6 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

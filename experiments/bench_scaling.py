@@ -35,7 +35,7 @@ import numpy as np
 import optax
 import pandas as pd
 
-from experiments._cli import parser
+from experiments._cli import number, parse, parser, positive_int
 from experiments.bench_laplace import median_seconds
 from experiments.bench_laplace import bench as laplace_bench
 from sparsebnn import data as datasets
@@ -148,34 +148,34 @@ def run(config: dict) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     p = parser("bench_scaling", __doc__.splitlines()[0])
-    p.add_argument("--sizes", type=float, nargs="+", default=[1e3, 1e4, 1e5, 1e6, 1e7], help="target parameter counts")
-    p.add_argument("--nuts-sizes", type=float, nargs="*", default=[1e2, 1e3], help="target sizes for NUTS (small)")
-    p.add_argument("--d-in", type=int, default=64)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats (median) per measurement")
+    count = number(float, lambda v: 10 <= v < math.inf, "a parameter count >= 10")
+    p.add_argument("--sizes", type=count, nargs="+", default=None, help="target parameter counts (default 1e3 ... 1e7)")
+    p.add_argument("--nuts-sizes", type=count, nargs="*", default=None, help="target sizes for NUTS (default 1e2 1e3)")
+    p.add_argument("--d-in", type=positive_int, default=64)
+    p.add_argument("--batch", type=number(int, lambda v: 1 <= v <= N_DATA, f"an integer in [1, {N_DATA}]"), default=128)
+    p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats (median) per measurement (default 5)")
     p.add_argument("--prior", default="gaussian", help="SVI prior (a sparsebnn.priors name)")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.sizes, args.nuts_sizes, args.repeats = [1e3], [1e2], 2
-    for name, sizes in (("--sizes", args.sizes), ("--nuts-sizes", args.nuts_sizes)):
-        if any(not (s >= 10) for s in sizes):
-            raise ValueError(f"{name} must be parameter counts >= 10; got {sizes}")
-    if args.batch < 1 or args.batch > N_DATA or args.repeats < 1:
-        raise ValueError(f"--batch must be in [1, {N_DATA}] and --repeats >= 1")
-    priors.get(args.prior)  # validates the name
+    args = parse(p, argv, quick=dict(sizes=[1e3], nuts_sizes=[1e2], repeats=2),
+                 full=dict(sizes=[1e3, 1e4, 1e5, 1e6, 1e7], nuts_sizes=[1e2, 1e3], repeats=5))
+    try:
+        priors.get(args.prior)  # validates the name
+    except ValueError as e:
+        p.error(f"--prior: {e}")
     backend = jax.default_backend()
     configs = [dict(kind="costs", target=int(s), width=width_for(s, args.d_in), d_in=args.d_in, batch=args.batch,
                     repeats=args.repeats, prior=args.prior, seed=args.seed, backend=backend) for s in args.sizes]
     draws = 100 if args.quick else 200
     configs += [dict(kind="nuts", target=int(s), width=width_for(s, 4, 1), draws=draws, seed=args.seed, backend=backend)
                 for s in args.nuts_sizes]
+    t0 = time.perf_counter()
     table = run_grid(configs, run, args.out / "bench_scaling.csv", overwrite=args.overwrite, desc="sizes")
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(table.pivot_table(index="n_params", columns="measure", values="ratio").to_string(float_format=lambda v: f"{v:.3g}"))
+    print(f"bench_scaling: {time.perf_counter() - t0:.0f} s")
     return table
 
 
 if __name__ == "__main__":
-    t0 = time.perf_counter()
-    main()
-    print(f"bench_scaling: {time.perf_counter() - t0:.0f} s")
+    from experiments._cli import entry
+
+    entry(main)

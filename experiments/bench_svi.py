@@ -33,7 +33,7 @@ import numpy as np
 import optax
 import pandas as pd
 
-from experiments._cli import parser
+from experiments._cli import parse, parser, positive_int
 from sparsebnn import nets, priors
 from sparsebnn.infer import svi
 from sparsebnn.results import write_table
@@ -105,15 +105,18 @@ def time_normals(impl: str, size: int, repeats: int) -> float:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     p = parser("bench_svi", __doc__.splitlines()[0])
-    p.add_argument("--widths", type=int, nargs="+", default=[784, 400, 400, 10])
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--chunk", type=int, default=200, help="steps per jitted call")
-    p.add_argument("--chunks", type=int, default=8, help="timed chunks per method")
-    p.add_argument("--n-data", type=int, default=10000, help="size of the synthetic training set")
-    p.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS)
-    args = p.parse_args(argv)
-    if args.quick:
-        args.widths, args.chunk, args.chunks, args.n_data, args.priors = [64, 32, 10], 20, 2, 500, ["gaussian", "ss-ghs"]
+    p.add_argument("--widths", type=positive_int, nargs="+", default=None, help="layer widths (default 784 400 400 10)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--chunk", type=positive_int, default=None, help="steps per jitted call (default 200)")
+    p.add_argument("--chunks", type=positive_int, default=None, help="timed chunks per method (default 8)")
+    p.add_argument("--n-data", type=positive_int, default=None, help="size of the synthetic training set (default 10000)")
+    p.add_argument("--priors", nargs="+", default=None, choices=PRIORS, help="default: all; --quick: gaussian ss-ghs")
+    args = parse(p, argv, quick=dict(widths=[64, 32, 10], chunk=20, chunks=2, n_data=500, priors=["gaussian", "ss-ghs"]),
+                 full=dict(widths=[784, 400, 400, 10], chunk=200, chunks=8, n_data=10000, priors=list(PRIORS)))
+    if len(args.widths) < 2:
+        p.error("--widths needs an input and an output width at least")
+    if args.batch_size > args.n_data:
+        p.error(f"--batch-size {args.batch_size} is larger than --n-data {args.n_data}")
     net = nets.mlp(args.widths)
     rng = np.random.default_rng(args.seed)
     x = rng.normal(size=(args.n_data, args.widths[0])).astype(np.float32)
@@ -166,4 +169,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

@@ -26,9 +26,8 @@ import jax
 import numpy as np
 import pandas as pd
 
-from experiments._cli import parser
+from experiments._cli import execute, parse, parser, positive_int
 from sparsebnn import bmr
-from sparsebnn.results import run_grid
 from theory import savage_dickey as sd
 
 BLOCK = 25
@@ -100,15 +99,13 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    p = parser("bmr_exact", __doc__.splitlines()[0])
-    p.add_argument("--n-models", type=int, default=None, help=f"models to draw (default 1000, quick 50; rounded up to a multiple of {BLOCK})")
-    args = p.parse_args(argv)
-    n_models = args.n_models if args.n_models is not None else (50 if args.quick else 1000)
-    if n_models < 1:
-        p.error("--n-models must be >= 1")
-    configs = [dict(seed=args.seed, block=b, block_size=BLOCK) for b in range(math.ceil(n_models / BLOCK))]
+    p = parser("bmr_exact", __doc__.splitlines()[0], executor=True)
+    p.add_argument("--n-models", type=positive_int, default=None,
+                   help=f"models to draw (default 1000, quick 50; rounded up to a multiple of {BLOCK})")
+    args = parse(p, argv, quick=dict(n_models=50), full=dict(n_models=1000))
+    configs = [dict(seed=args.seed, block=b, block_size=BLOCK) for b in range(math.ceil(args.n_models / BLOCK))]
     path = args.out / "bmr_exact.csv"
-    table = run_grid(configs, run, path, overwrite=args.overwrite, desc="bmr_exact blocks")
+    table = execute(args, configs, run, path, desc="bmr_exact blocks")
     table = table[(table["seed"] == args.seed) & (table["block"] < len(configs))].reset_index(drop=True)
     summary = summarise(table)
     print(f"{path}: {table['model'].nunique()} models, {len(table)} comparisons (float64)")
@@ -118,4 +115,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

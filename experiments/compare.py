@@ -3,7 +3,8 @@
     python -m experiments.compare [--quick] [--nets mlp lenet vit mixer]
                                   [--methods map gaussian-bmr horseshoe ss-ig ss-gl ss-ghs laplace-opd]
                                   [--dataset digits] [--steps N] [--hidden 100 100] [--no-creg]
-                                  [--opd-sparsity 0.8] [--opd-node-sparsity 0.5] [--seed 0] [--out results]
+                                  [--opd-sparsity 0.8] [--opd-node-sparsity 0.5] [--seeds 0 1 2] [--out results]
+                                  [--executor local|dask] [--scheduler ADDRESS] (python -m experiments.compare --help)
 
 Methods and how each is pruned (``RECIPES``: a fit returning a :class:`sparsebnn.posterior.Posterior`, its
 prunings, and whether it is evaluated at the point estimate):
@@ -46,12 +47,12 @@ import numpy as np
 import optax
 import pandas as pd
 
-from experiments._cli import parser
+from experiments._cli import (CLASSIFICATION_DATASETS, check_data, execute, fraction, load_data, over_seeds, parse,
+                             parser, positive_float, positive_int)
 from sparsebnn import compact, metrics, nets, priors, prune
-from sparsebnn import data as datasets
 from sparsebnn.infer import laplace, map_train, posterior_precision, svi
 from sparsebnn.posterior import Point, Posterior
-from sparsebnn.results import atomic_write, config_key, run_grid
+from sparsebnn.results import atomic_write, config_key
 
 # --nets name -> (sparsebnn.nets.build name, options), sized for small images (mlp: hidden widths --hidden)
 NETS = {
@@ -179,7 +180,7 @@ RECIPES = {"map": Method(fit_map, (no_pruning,), at_point=True),
 
 def run(config: dict, out: Path) -> list[dict]:
     """Fit, prune and evaluate one (net, method); write its npz summary; return its row(s)."""
-    ds = datasets.load(config["dataset"], seed=config["seed"], flat=config["net"] == "mlp")
+    ds = load_data(config["dataset"], seed=config["seed"], flat=config["net"] == "mlp")
     name, options = NETS[config["net"]]
     net = nets.build(name, ds, **options | ({"hidden": config["hidden"]} if name == "mlp" else {}))
     if config["method"] not in RECIPES:
@@ -226,37 +227,46 @@ def configs(nets_, methods, dataset, steps, hidden, batch_size, lr, samples, see
 
 
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The headline columns, one row per (net, method, c_reg, pruning)."""
-    return table[[c for c in SUMMARY_COLUMNS if c in table.columns]]
+    """The headline columns, one row per (dataset, net, method, c_reg, pruning) and any other setting that
+    differs between rows: means over the seeds (column ``seeds``)."""
+    return over_seeds(table, ["dataset", *SUMMARY_COLUMNS[:4]], SUMMARY_COLUMNS[4:])
+
+
+QUICK = dict(nets=["mlp"], steps=100, hidden=[16, 16], samples=4)
+FULL = dict(nets=["mlp", "lenet"], steps=4000, hidden=[100, 100], samples=32)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    p = parser("compare", __doc__.splitlines()[0])
+    p = parser("compare", __doc__.splitlines()[0], seeds=True, executor=True)
     p.add_argument("--nets", nargs="+", choices=tuple(NETS), default=None, help="default: mlp lenet (--quick: mlp)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    p.add_argument("--dataset", default="digits", choices=sorted(datasets.LOADERS))
-    p.add_argument("--steps", type=int, default=4000, help="SVI steps (MAP/Laplace: the same number of examples)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[100, 100], help="MLP hidden widths (default 100 100)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3, help="MAP / Laplace learning rate")
-    p.add_argument("--svi-lr", type=float, default=5e-3, help="SVI peak learning rate")
-    p.add_argument("--samples", type=int, default=32, help="posterior draws for evaluation")
-    p.add_argument("--opd-sparsity", type=float, default=0.8, help="Laplace-OPD unstructured sparsity")
-    p.add_argument("--opd-node-sparsity", type=float, default=0.5, help="Laplace-OPD fraction of nodes pruned")
+    p.add_argument("--dataset", default="digits", choices=CLASSIFICATION_DATASETS,
+                   help="default digits; breast_cancer (no images): --nets mlp only")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="SVI steps, MAP/Laplace: the same number of examples (default 4000; --quick: 100)")
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=None,
+                   help="MLP hidden widths (default 100 100; --quick: 16 16)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=2e-3, help="MAP / Laplace learning rate")
+    p.add_argument("--svi-lr", type=positive_float, default=5e-3, help="SVI peak learning rate")
+    p.add_argument("--samples", type=positive_int, default=None, help="posterior draws for evaluation (default 32; --quick: 4)")
+    p.add_argument("--opd-sparsity", type=fraction, default=0.8, help="Laplace-OPD unstructured sparsity")
+    p.add_argument("--opd-node-sparsity", type=fraction, default=0.5, help="Laplace-OPD fraction of nodes pruned")
     p.add_argument("--no-creg", action="store_true", help="skip the SS-GHS c_reg = k_l + 1 run")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.steps, args.hidden, args.samples = min(args.steps, 100), [16, 16], 4
-    args.nets = args.nets or (["mlp"] if args.quick else ["mlp", "lenet"])
-    grid = configs(args.nets, args.methods, args.dataset, args.steps, args.hidden, args.batch_size, args.lr,
-                   args.samples, args.seed, args.opd_sparsity, args.opd_node_sparsity, creg=not args.no_creg,
-                   svi_lr=args.svi_lr)
-    table = run_grid(grid, lambda c: run({**c, "progress": len(grid) == 1}, args.out), args.out / "compare.csv",
-                     overwrite=args.overwrite, desc="compare")
+    args = parse(p, argv, quick=QUICK, full=FULL)
+    check_data(p, args.dataset, [n for n in args.nets if n != "mlp"], args.batch_size)
+    grid = [c for seed in args.seeds
+            for c in configs(args.nets, args.methods, args.dataset, args.steps, args.hidden, args.batch_size, args.lr,
+                             args.samples, seed, args.opd_sparsity, args.opd_node_sparsity, creg=not args.no_creg,
+                             svi_lr=args.svi_lr)]
+    progress, out = len(grid) == 1, args.out
+    table = execute(args, grid, lambda c: run({**c, "progress": progress}, out), out / "compare.csv", desc="compare")
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
         print(summary_table(table).to_string(index=False))
     return table
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

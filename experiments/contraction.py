@@ -63,13 +63,14 @@ import numpy as np
 import optax
 import pandas as pd
 
-from experiments._cli import parser
+from experiments._cli import (execute, fraction, nonnegative_float, nonnegative_int, parse, parser, positive_float,
+                             positive_int, unit_interval)
 from sparsebnn import data, nets, priors
 from sparsebnn.infer import nuts, svi
 from sparsebnn.likelihood import Likelihood
 from sparsebnn.rates import fit_slope, ols_slope
 from sparsebnn.recovery import choose_teacher_seed, match_nodes, node_activations, node_signal, signal_check_x
-from sparsebnn.results import ResultsStore, config_key, run_grid, write_table
+from sparsebnn.results import ResultsStore, config_key, write_table
 from theory.contraction import Architecture, architecture, contraction_rate, hellinger, mass_outside
 
 TABLE = "contraction.csv"
@@ -384,39 +385,39 @@ def summarize(table: pd.DataFrame, draws: pd.DataFrame | None = None, fan_in_n: 
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    p = parser("contraction", __doc__.splitlines()[0])
+    p = parser("contraction", __doc__.splitlines()[0], executor=True)
     p.add_argument("--priors", nargs="+", default=None, choices=PRIORS, help="default: all (--quick: ss-ig)")
-    p.add_argument("--n", nargs="+", type=int, default=None, help="training-set sizes (default 500 ... 50000)")
-    p.add_argument("--seeds", nargs="+", type=int, default=None,
+    p.add_argument("--n", nargs="+", type=positive_int, default=None, help="training-set sizes (default 500 ... 50000)")
+    p.add_argument("--seeds", nargs="+", type=nonnegative_int, default=None,
                    help="replicate seeds (default: --seed, --seed + 1, --seed + 2; --quick: two)")
     p.add_argument("--pi", nargs="+", default=None,
                    help="prior inclusion probabilities: 'theory' and/or fixed values (default: theory 1e-4; --quick: theory)")
-    p.add_argument("--widths", nargs="+", type=int, default=None,
+    p.add_argument("--widths", nargs="+", type=positive_int, default=None,
                    help="student hidden widths; the first is used for the n grid, all at --fan-in-n (default 50 100 200)")
-    p.add_argument("--fan-in-n", type=int, default=None, help="n of the width grid (default 5000); 0 skips it")
-    p.add_argument("--noise", type=float, default=0.5, help="noise sd sigma of the teacher data (known to the model)")
-    p.add_argument("--teacher-seed", type=int, default=None, help="seed of the teacher network (default 0; --quick: 2)")
-    p.add_argument("--steps", type=int, default=None, help="SVI steps per fit (default 10000)")
-    p.add_argument("--lr", type=float, default=None, help="initial Adam learning rate, cosine-decayed to 1%% (default 3e-2)")
-    p.add_argument("--particles", type=int, default=None, help="ELBO particles per SVI step (default 4; --quick: 1)")
-    p.add_argument("--init-inclusion", type=float, default=None, help="initial sigma(theta) of every node (default 0.5)")
-    p.add_argument("--restarts", type=int, default=None,
+    p.add_argument("--fan-in-n", type=nonnegative_int, default=None, help="n of the width grid (default 5000); 0 skips it")
+    p.add_argument("--noise", type=positive_float, default=0.5, help="noise sd sigma of the teacher data (known to the model)")
+    p.add_argument("--teacher-seed", type=nonnegative_int, default=None, help="seed of the teacher network (default 0; --quick: 2)")
+    p.add_argument("--steps", type=positive_int, default=None, help="SVI steps per fit (default 10000)")
+    p.add_argument("--lr", type=positive_float, default=None, help="initial Adam learning rate, cosine-decayed to 1%% (default 3e-2)")
+    p.add_argument("--particles", type=positive_int, default=None, help="ELBO particles per SVI step (default 4; --quick: 1)")
+    p.add_argument("--init-inclusion", type=fraction, default=None, help="initial sigma(theta) of every node (default 0.5)")
+    p.add_argument("--restarts", type=positive_int, default=None,
                    help="SVI restarts per fit; the one with the best final ELBO is kept (default 1)")
-    p.add_argument("--kl-warmup", type=float, default=None,
+    p.add_argument("--kl-warmup", type=unit_interval, default=None,
                    help="KL warm-up: the KL weight rises linearly from 0 to 1 over this fraction of the steps (default 0.3)")
-    p.add_argument("--min-signal", type=float, default=None,
+    p.add_argument("--min-signal", type=nonnegative_float, default=None,
                    help="signal condition: the teacher is the first seed >= --teacher-seed whose every active node, "
                         "switched off, moves eta0 by Delta_j >= MIN_SIGNAL * sigma^2 in mean square (default 0.1; 0: off)")
-    p.add_argument("--draws", type=int, default=None, help="posterior draws per fit for E_q (default 100)")
+    p.add_argument("--draws", type=positive_int, default=None, help="posterior draws per fit for E_q (default 100)")
     p.add_argument("--nuts", action=argparse.BooleanOptionalAction, default=None,
                    help="reference NUTS at the smallest n (default: on, off with --quick)")
-    p.add_argument("--nuts-draws", nargs=2, type=int, default=None, metavar=("WARMUP", "SAMPLES"),
+    p.add_argument("--nuts-draws", nargs=2, type=positive_int, default=None, metavar=("WARMUP", "SAMPLES"),
                    help="NUTS warm-up and kept draws per chain (default 500 500)")
-    p.add_argument("--nuts-chains", type=int, default=None, help="NUTS chains (default 2)")
-    p.add_argument("--nuts-tree-depth", type=int, default=None, help="NUTS maximum tree depth (default 8)")
+    p.add_argument("--nuts-chains", type=positive_int, default=None, help="NUTS chains (default 2)")
+    p.add_argument("--nuts-tree-depth", type=positive_int, default=None, help="NUTS maximum tree depth (default 8)")
     p.add_argument("--summary-only", action="store_true",
                    help="fit nothing: summarise every run already in <out>/contraction.csv (e.g. after several invocations)")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     if args.summary_only:
         path = args.out / TABLE
         if not path.exists():
@@ -430,8 +431,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         pis = list(dict.fromkeys(parse_pi(v) for v in (args.pi or scale["pi"])))
     except ValueError as e:
         p.error(str(e))
-    if not args.noise > 0:
-        p.error(f"--noise must be > 0; got {args.noise}")
     ns = args.n or list(scale["n"])
     widths = args.widths or list(scale["widths"])
     fan_in_n = scale["fan_in_n"] if args.fan_in_n is None else args.fan_in_n
@@ -444,13 +443,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                     steps=pick("steps"), batch=scale["batch"], lr=pick("lr"), particles=pick("particles"),
                     init_inclusion=pick("init_inclusion"), kl_warmup=pick("kl_warmup"), restarts=pick("restarts"),
                     min_signal=pick("min_signal"))
-    for name in ("particles", "restarts", "steps", "draws"):
-        if settings[name] < 1:
-            p.error(f"--{name} must be >= 1; got {settings[name]}")
-    if not 0 <= settings["kl_warmup"] <= 1:
-        p.error(f"--kl-warmup must lie in [0, 1]; got {settings['kl_warmup']}")
-    if not 0 < settings["init_inclusion"] < 1:
-        p.error(f"--init-inclusion must lie in (0, 1); got {settings['init_inclusion']}")
     start = settings["teacher_seed"] if args.teacher_seed is None else args.teacher_seed
     try:
         settings["teacher_seed"] = choose_teacher_seed(settings["p"], settings["teacher_widths"], settings["active"],
@@ -465,18 +457,16 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         nuts_settings["chains"] = args.nuts_chains
     if args.nuts_tree_depth is not None:
         nuts_settings["tree_depth"] = args.nuts_tree_depth
-    if min(nuts_settings.values()) < 1:
-        p.error(f"NUTS warm-up, draws, chains and tree depth must be >= 1; got {nuts_settings}")
     try:
         configs = grid(priors_=args.priors or list(scale["priors"]), ns=ns, seeds=seeds, pis=pis, widths=widths,
                        fan_in_n=fan_in_n if fan_in_n and len(widths) > 1 else None, settings=settings,
                        with_nuts=with_nuts, nuts_settings=nuts_settings)
     except ValueError as e:
         p.error(str(e))
-    args.out.mkdir(parents=True, exist_ok=True)
     if args.overwrite:
         (args.out / DRAWS).unlink(missing_ok=True)
-    table = run_grid(configs, lambda c: run(c, args.out), args.out / TABLE, overwrite=args.overwrite, desc="contraction")
+    out = args.out
+    table = execute(args, configs, lambda c: run(c, out), out / TABLE, desc="contraction")
     keys = {config_key(c) for c in configs}
     mine = table[table["config_key"].isin(keys)]
     draws_path = args.out / DRAWS
@@ -486,4 +476,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

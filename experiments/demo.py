@@ -16,7 +16,6 @@ still rising at the end, 0.62; 8,000 steps reach 0.87 test accuracy after BMR), 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from experiments import bmr_exact, compare
+from experiments._cli import Parser
 from paper_figures.__main__ import build_all
 
 METHODS = ["map", "gaussian-bmr", "horseshoe", "ss-ghs", "ss-ig", "laplace-opd"]
@@ -52,15 +52,16 @@ def with_notes(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
-    p = argparse.ArgumentParser(prog="python -m experiments.demo", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m experiments.demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("results"))
     p.add_argument("--figures", type=Path, default=Path("figures"))
+    p.add_argument("--verbose", "-v", action="store_true", help="show the full traceback on an error")
     args = p.parse_args(argv)
     out = ["--out", str(args.out)]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):  # the table is printed below, with notes
         table = compare.main(["--nets", "mlp", "--methods", *METHODS, "--steps", "2000", "--hidden", "32", "32",
-                              "--samples", "16", *out])
+                              "--samples", "16", "--seeds", "0", *out])
     print("".join(line for line in printed.getvalue().splitlines(keepends=True) if line.startswith("resuming")), end="")
     summary, notes = with_notes(compare.summary_table(table))
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
@@ -75,4 +76,6 @@ def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

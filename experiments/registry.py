@@ -21,6 +21,8 @@ class Experiment(NamedTuple):
     full: tuple[tuple[str, ...], ...] = ((),)
     bench: bool = False
     tables: tuple[str, ...] = ()  # results tables summarised (default: <name>.csv)
+    seeds: bool = False  # takes --seeds S [S ...] (its own defaults) instead of --seed S
+    distributed: bool = False  # takes --executor local|dask, --scheduler ADDRESS (its grid as Dask tasks)
 
 
 def _per_dataset(*args: str) -> tuple[tuple[str, ...], ...]:
@@ -29,24 +31,26 @@ def _per_dataset(*args: str) -> tuple[tuple[str, ...], ...]:
 
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("compare", "main comparison: priors x inference schemes (accuracy, NLL, ECE, sparsity, time)",
-               cpu=((),), full=_per_dataset("--nets", "mlp", "lenet", "vit", "mixer")),
+               cpu=((),), full=_per_dataset("--nets", "mlp", "lenet", "vit", "mixer"), seeds=True, distributed=True),
     Experiment("svi_sparsity", "SVI with each sparsity prior: accuracy, calibration, node sparsity, compression",
                cpu=(("--hidden", "100", "100", "--steps", "3000", "--samples", "32"),),
                full=(("--dataset", "mnist"), ("--dataset", "fashion_mnist"),
-                     ("--dataset", "cifar10", "--net", "lenet5"))),
+                     ("--dataset", "cifar10", "--net", "lenet5")), seeds=True, distributed=True),
     Experiment("stochastic_bmr", "iterative (stochastic) BMR vs flat/tiered baselines over training",
-               cpu=(("--net", "mlp", "lenet"),), full=_per_dataset("--net", "mlp", "lenet", "vit", "mixer")),
+               cpu=(("--net", "mlp", "lenet"),), full=_per_dataset("--net", "mlp", "lenet", "vit", "mixer"), seeds=True,
+               distributed=True),
     Experiment("spam", "SpaM: accuracy vs sparsity per pruning criterion (Laplace marginal likelihood)",
-               cpu=(("--net", "mlp"),), full=_per_dataset("--net", "mlp", "lenet")),
-    Experiment("bmr_exact", "BMR vs exact Savage-Dickey on conjugate regressions", cpu=((),), full=((),)),
+               cpu=(("--net", "mlp"),), full=_per_dataset("--net", "mlp", "lenet"), seeds=True, distributed=True),
+    Experiment("bmr_exact", "BMR vs exact Savage-Dickey on conjugate regressions", cpu=((),), full=((),),
+               distributed=True),
     Experiment("svi_vs_nuts", "SVI vs NUTS: marginals, inclusion, BMR decisions, predictive bands",
-               cpu=(("--priors", "gaussian", "horseshoe", "ss-ig"),), full=((),)),
+               cpu=(("--priors", "gaussian", "horseshoe", "ss-ig"),), full=((),), distributed=True),
     Experiment("sbc", "simulation-based calibration of the NUTS reference", cpu=(("--n-sims", "100"),),
-               full=((), ("--prior", "gaussian")), tables=("sbc.csv",)),
+               full=((), ("--prior", "gaussian")), tables=("sbc.csv",), distributed=True),
     Experiment("contraction", "posterior contraction rates on teacher networks",
                cpu=(("--n", "500", "1000", "2000", "5000", "--widths", "50", "100", "--fan-in-n", "2000",
                      "--steps", "4000", "--no-nuts"),),
-               full=((),), tables=("contraction_summary.csv", "contraction_slopes.csv")),
+               full=((),), tables=("contraction_summary.csv", "contraction_slopes.csv"), distributed=True),
     Experiment("bench_scaling", "cost ratios vs network size (SVI, BMR, Laplace, NUTS)", bench=True),
     Experiment("bench_svi", "SVI step cost vs a plain Adam step", bench=True),
     Experiment("bench_bmr", "BMR pass cost vs an elementwise pass", bench=True),

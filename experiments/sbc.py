@@ -29,12 +29,12 @@ import numpyro.distributions as dist
 import pandas as pd
 from numpyro import handlers
 
-from experiments._cli import parser
+from experiments._cli import execute, parse, parser, positive_int
 from sparsebnn import nets, priors
 from sparsebnn.infer import NUTSOptions, batched_sampler
 from sparsebnn.model import BNN
 from sparsebnn.likelihood import Likelihood
-from sparsebnn.results import run_grid, write_table
+from sparsebnn.results import write_table
 from sparsebnn.sbc import rank, uniformity
 
 BLOCK = 25
@@ -113,18 +113,19 @@ def sampler(model: BNN, num_warmup: int = 300, thinning: int = 2):
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    p = parser("sbc", __doc__.splitlines()[0])
-    p.add_argument("--n-sims", type=int, default=None, help="simulations (default 200; --quick 25), rounded up to blocks of 25")
+    p = parser("sbc", __doc__.splitlines()[0], executor=True)
+    p.add_argument("--n-sims", type=positive_int, default=None,
+                   help=f"simulations (default 200; --quick {BLOCK}), rounded up to blocks of {BLOCK}")
     p.add_argument("--prior", default="horseshoe", choices=tuple(PRIORS))
-    args = p.parse_args(argv)
-    n_sims = args.n_sims or (BLOCK if args.quick else 200)
-    if n_sims < 1:
-        p.error("--n-sims must be >= 1")
-    blocks = math.ceil(n_sims / BLOCK)
-    run_nuts = sampler(make_model(args.prior))
+    args = parse(p, argv, quick=dict(n_sims=BLOCK), full=dict(n_sims=200))
+    blocks = math.ceil(args.n_sims / BLOCK)
     configs = [dict(prior=args.prior, seed=args.seed, block=b) for b in range(blocks)]
-    table = run_grid(configs, lambda c: run(c, run_nuts),
-                     args.out / "sbc_ranks.csv", overwrite=args.overwrite, desc="sbc blocks")
+    if args.executor == "dask":  # a compiled sampler does not pickle: each task builds its own (--compile-cache)
+        task = lambda c: run(c, sampler(make_model(c["prior"])))  # noqa: E731
+    else:
+        run_nuts = sampler(make_model(args.prior))
+        task = lambda c: run(c, run_nuts)  # noqa: E731
+    table = execute(args, configs, task, args.out / "sbc_ranks.csv", desc="sbc blocks")
     table = table[(table["prior"] == args.prior) & (table["seed"] == args.seed) & (table["block"] < blocks)]
     summary = uniformity(table, N_DRAWS + 1, BINS)
     summary.insert(0, "prior", args.prior)
@@ -138,4 +139,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

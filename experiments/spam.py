@@ -1,9 +1,10 @@
 """SpaM: accuracy vs sparsity for each prior structure × pruning criterion (Dhahri et al. 2024).
 
     python -m experiments.spam [--quick] [--net mlp lenet] [--dataset digits] [--curvature kfac|diag]
-                               [--finetune-epochs E] [--seed S] [--out results] [--overwrite]
+                               [--finetune-epochs E] [--seeds 0 1 2] [--out results] [--overwrite]
+                               [--executor local|dask] [--scheduler ADDRESS] (--help: every option)
 
-For every network and prior structure the network is trained once:
+For every network, prior structure and seed (``--seeds``) the network is trained once:
 
 * ``map``: MAP under a fixed N(0, 1) prior (no marginal-likelihood learning), Laplace fitted at the end;
 * ``scalar``, ``layer``, ``node``, ``unit``, ``parameter``: MAP with online Laplace marginal-likelihood
@@ -22,12 +23,11 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from experiments._cli import parser
-from sparsebnn import data as datasets
+from experiments._cli import (CLASSIFICATION_DATASETS, check_data, execute, load_data, nonnegative_int, parse, parser,
+                             positive_float, positive_int)
 from sparsebnn import masks as mask_lib
 from sparsebnn import metrics, nets, priors, prune
 from sparsebnn.infer import laplace, log_marglik
-from sparsebnn.results import run_grid
 
 STRUCTURES = ("map", "scalar", "layer", "node", "unit", "parameter")
 QUICK_STRUCTURES = ("map", "parameter")
@@ -51,7 +51,7 @@ def _evaluate(net, params, test) -> dict:
 
 def run(config: dict) -> list[dict]:
     sched = QUICK if config["quick"] else FULL
-    ds = datasets.load(config["dataset"], seed=config["seed"], flat=config["net"] == "mlp")
+    ds = load_data(config["dataset"], seed=config["seed"], flat=config["net"] == "mlp")
     name, options = NETS[config["net"]]
     net = nets.build(name, ds, **options | ({"hidden": sched["hidden"]} if name == "mlp" else {}))
     structure = config["structure"]
@@ -92,30 +92,35 @@ def run(config: dict) -> list[dict]:
 
 
 def main(argv: list[str] | None = None):
-    p = parser("spam", __doc__.splitlines()[0])
+    p = parser("spam", __doc__.splitlines()[0], seeds=True, executor=True)
     p.add_argument("--net", nargs="+", default=["mlp"], choices=tuple(NETS), help="architectures (default mlp)")
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--dataset", default="digits", choices=CLASSIFICATION_DATASETS,
+                   help="default digits; breast_cancer (no images): --net mlp only")
     p.add_argument("--structures", nargs="+", default=None, choices=STRUCTURES,
                    help="prior structures (default: all; quick: map and parameter)")
     p.add_argument("--curvature", default="kfac", choices=("kfac", "diag"), help="Laplace curvature (default kfac)")
-    p.add_argument("--finetune-epochs", type=int, default=0, help="masked fine-tuning epochs after pruning (default 0)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=128)
-    args = p.parse_args(argv)
-    configs = [dict(dataset=args.dataset, net=n, structure=s, curvature=args.curvature, seed=args.seed, lr=args.lr,
+    p.add_argument("--finetune-epochs", type=nonnegative_int, default=0,
+                   help="masked fine-tuning epochs after pruning (default 0)")
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    args = parse(p, argv, quick=dict(structures=QUICK_STRUCTURES), full=dict(structures=STRUCTURES))
+    check_data(p, args.dataset, [n for n in args.net if n != "mlp"], args.batch_size)
+    configs = [dict(dataset=args.dataset, net=n, structure=s, curvature=args.curvature, seed=seed, lr=args.lr,
                     batch_size=args.batch_size, finetune_epochs=args.finetune_epochs, quick=args.quick)
-               for n in args.net for s in (args.structures or (QUICK_STRUCTURES if args.quick else STRUCTURES))]
-    table = run_grid(configs, run, args.out / "spam.csv", overwrite=args.overwrite, desc="spam")
+               for seed in args.seeds for n in args.net for s in args.structures]
+    table = execute(args, configs, run, args.out / "spam.csv", desc="spam")
     if len(table):
         print(summary(table).to_string(float_format=lambda v: f"{v:.3f}"))
     return table
 
 
 def summary(table):
-    """Accuracy at each sparsity: rows (net, structured, criterion, structure), columns the sparsity grid."""
+    """Accuracy at each sparsity, mean over the seeds: rows (net, structured, criterion, structure), columns the sparsity grid."""
     return table.pivot_table(index=["net", "structured", "criterion", "structure"], columns="sparsity",
                              values="accuracy").round(4)
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

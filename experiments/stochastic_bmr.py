@@ -1,7 +1,8 @@
 """Stochastic BMR against Flat-MAP, Flat-FF and tiered-horseshoe SVI (the BMR paper's Figures 1 and 2).
 
     python -m experiments.stochastic_bmr [--quick] [--net mlp lenet vit mixer] [--dataset digits]
-                                         [--methods ...] [--seed S] [--out results] [--overwrite]
+                                         [--methods ...] [--seeds 0 1 2] [--out results] [--overwrite]
+                                         [--executor local|dask] [--scheduler ADDRESS] (--help: every option)
 
 Every method gets the same budget of SVI steps (``warmup + rounds · steps_per_round``), batch size,
 optimiser and Gaussian prior scale σ0:
@@ -14,7 +15,7 @@ optimiser and Gaussian prior scale σ0:
                  posterior (``reduction = none``) and its one-shot post-hoc BMR (``reduction = one-shot``)
 * ``tiered-hs``: mean-field SVI under the non-centred tiered regularised horseshoe; dense and one-shot BMR
 
-Writes tidy rows to ``<out>/stochastic_bmr.csv``: dataset, net, method, reduction, round, step,
+Writes tidy rows to ``<out>/stochastic_bmr.csv``: dataset, net, method, seed, reduction, round, step,
 pruned_fraction (of the weights and biases of all layers but the output layer), accuracy, nll, ece
 (10 equal-width bins), ece_mass (20 equal-mass bins, as in Marković et al.'s code), brier, nodes_kept, weight_sparsity,
 train_time (s, compilation and evaluation excluded for the BMR rounds), wall_time.
@@ -29,14 +30,13 @@ import jax
 import numpy as np
 import optax
 
-from experiments._cli import parser
-from sparsebnn import data as datasets
+from experiments._cli import (CLASSIFICATION_DATASETS, check_data, execute, load_data, over_seeds, parse, parser,
+                             positive_float, positive_int)
 from sparsebnn import metrics, nets, priors
 from sparsebnn.infer import svi
 from sparsebnn.infer import map_train
 from sparsebnn.masks import to_nodes
 from sparsebnn.reduction import pruned_fraction, reduce, stochastic_bmr
-from sparsebnn.results import run_grid
 
 # --net name -> (sparsebnn.nets.build name, options), sized for CPU runs (mlp: hidden widths from the scale)
 NETS = {
@@ -57,7 +57,7 @@ PRIORS = {"gaussian": {"name": "gaussian"}, "tiered-hs": {"name": "tiered-horses
 
 def load(dataset: str, net: str, seed: int):
     """Flat inputs for the MLP, images for the others."""
-    return datasets.load(dataset, seed=seed, flat=net == "mlp")
+    return load_data(dataset, seed=seed, flat=net == "mlp")
 
 
 def _svi_rows(post, net, test, samples, key, base):
@@ -111,20 +111,22 @@ def run(config: dict) -> list[dict]:
 
 
 def main(argv: list[str] | None = None):
-    p = parser("stochastic_bmr", __doc__.splitlines()[0])
+    p = parser("stochastic_bmr", __doc__.splitlines()[0], seeds=True, executor=True)
     p.add_argument("--net", nargs="+", default=None, choices=tuple(NETS), help="architectures (default: all; quick: mlp)")
-    p.add_argument("--dataset", default="digits", help="dataset name (default digits)")
+    p.add_argument("--dataset", default="digits", choices=CLASSIFICATION_DATASETS,
+                   help="default digits; breast_cancer (no images): --net mlp only")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate for every method (default 3e-3)")
-    p.add_argument("--sigma0", type=float, default=1.0, help="Gaussian prior sd (default 1)")
-    p.add_argument("--init-scale", type=float, default=0.1, help="initial sd of the SVI weight factors (default 0.1)")
-    p.add_argument("--batch-size", type=int, default=128)
-    args = p.parse_args(argv)
-    net_names = args.net or (["mlp"] if args.quick else list(NETS))
-    configs = [dict(dataset=args.dataset, net=n, method=m, seed=args.seed, lr=args.lr, sigma0=args.sigma0,
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="Adam learning rate for every method (default 3e-3)")
+    p.add_argument("--sigma0", type=positive_float, default=1.0, help="Gaussian prior sd (default 1)")
+    p.add_argument("--init-scale", type=positive_float, default=0.1,
+                   help="initial sd of the SVI weight factors (default 0.1)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    args = parse(p, argv, quick=dict(net=["mlp"]), full=dict(net=list(NETS)))
+    check_data(p, args.dataset, [n for n in args.net if n != "mlp"], args.batch_size)
+    configs = [dict(dataset=args.dataset, net=n, method=m, seed=seed, lr=args.lr, sigma0=args.sigma0,
                     init_scale=args.init_scale, batch_size=args.batch_size, quick=args.quick)
-               for n in net_names for m in args.methods]
-    table = run_grid(configs, run, args.out / "stochastic_bmr.csv", overwrite=args.overwrite, desc="stochastic_bmr")
+               for seed in args.seeds for n in args.net for m in args.methods]
+    table = execute(args, configs, run, args.out / "stochastic_bmr.csv", desc="stochastic_bmr")
     final = summary(table)
     if len(final):
         print(final.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -132,14 +134,16 @@ def main(argv: list[str] | None = None):
 
 
 def summary(table):
-    """The last round of every (dataset, net, method, reduction): the accuracy–sparsity table."""
+    """The last round of every (dataset, net, method, reduction), means over the seeds: the accuracy–sparsity table."""
     if table.empty:
         return table
     keys = ["dataset", "net", "method", "reduction"]
-    last = table.sort_values("round").groupby(keys, sort=False).tail(1)
-    cols = keys + ["step", "pruned_fraction", "accuracy", "nll", "ece", "ece_mass", "nodes_kept", "train_time"]
-    return last[[c for c in cols if c in last]].sort_values(keys).reset_index(drop=True)
+    last = table.sort_values("round").groupby([*keys, "seed"], sort=False).tail(1)
+    cols = ["step", "pruned_fraction", "accuracy", "nll", "ece", "ece_mass", "nodes_kept", "train_time"]
+    return over_seeds(last, keys, cols).sort_values(keys).reset_index(drop=True)
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

@@ -3,7 +3,8 @@
     python -m experiments.svi_sparsity [--prior map gaussian horseshoe ss-ig ss-gl ss-ghs] [--net mlp]
                                        [--dataset digits] [--hidden 400 400] [--steps N] [--batch-size 128]
                                        [--lr LR] [--init-scale S] [--map-lr 2e-3] [--warmup N] [--samples 64]
-                                       [--quick] [--seed 0] [--out results] [--overwrite]
+                                       [--quick] [--seeds 0 1 2] [--out results] [--overwrite]
+                                       [--executor local|dask] [--scheduler ADDRESS] (--help: every option)
 
 For every prior, :func:`sparsebnn.infer.svi` fits the mean-field posterior (``--steps`` steps of Adam with
 a cosine learning-rate decay from ``--lr`` to 2 % of it, every Gaussian factor's sd starting at
@@ -35,7 +36,7 @@ Hyperparameters are the priors' defaults (σ0 = 1, π = "theory", tiered horsesh
 ≈ σ0 √(m + 1) / λ (≈ 14 σ0 for a 400-wide layer), which at σ0 = 1 is so wide that every kept node costs
 thousands of nats of KL on 1,258 training examples.
 
-One row per prior in ``<out>/svi_sparsity.csv``: accuracy, NLL, Brier, ECE (10 equal-width bins) and
+One row per prior and seed (``--seeds``) in ``<out>/svi_sparsity.csv``: accuracy, NLL, Brier, ECE (10 equal-width bins) and
 ECE (20 equal-mass bins) of the pruned network, accuracy and NLL before pruning (``*_dense``), nodes kept overall and per layer, weight sparsity and compression ratio
 (total / nonzero parameters of the pruned network), FLOPs ratio (compacted / dense forward pass,
 2 × multiply–accumulates, ``sparsebnn.compact.flops``), wall time (compilation included) and
@@ -51,12 +52,11 @@ import numpy as np
 import optax
 import pandas as pd
 
-from experiments._cli import parser
+from experiments._cli import (CLASSIFICATION_DATASETS, check_data, execute, load_data, nonnegative_int, over_seeds,
+                             parse, parser, positive_float, positive_int)
 from sparsebnn import compact, metrics, nets, priors
-from sparsebnn import data as datasets
 from sparsebnn.infer import svi
 from sparsebnn.infer import map_train
-from sparsebnn.results import run_grid
 
 # --prior -> sparsebnn.priors.get arguments: the compared priors and their hyperparameters (module docstring)
 PRIORS = {
@@ -74,7 +74,7 @@ PRIOR_DEFAULTS = {"ss-ghs": {"steps": 16000, "lr": 1e-2, "init_scale": 1e-3}}
 
 
 def run(config: dict) -> dict:
-    ds = datasets.load(config["dataset"], seed=config["seed"])
+    ds = load_data(config["dataset"], seed=config["seed"])
     name, options = NETS[config["net"]]
     net = nets.build(name, ds, **options | ({"hidden": config["hidden"]} if name == "mlp" else {}))
     key = jax.random.key(config["seed"])
@@ -121,34 +121,49 @@ def optimiser_settings(prior: str, steps: int | None = None, lr: float | None = 
     return {**out, "warmup": out["steps"] // 3 if warmup is None else warmup}
 
 
+QUICK = dict(steps=300, hidden=[32, 32], samples=8)
+FULL = dict(hidden=[400, 400], samples=64)  # steps: DEFAULTS / PRIOR_DEFAULTS per prior
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    p = parser("svi_sparsity", __doc__.splitlines()[0])
+    p = parser("svi_sparsity", __doc__.splitlines()[0], seeds=True, executor=True)
     p.add_argument("--prior", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--net", choices=tuple(NETS), default="mlp")
-    p.add_argument("--dataset", default="digits", choices=sorted(datasets.LOADERS))
-    p.add_argument("--hidden", type=int, nargs="+", default=[400, 400], help="MLP hidden widths (default 400 400)")
-    p.add_argument("--steps", type=int, default=None, help="SVI (and MAP) steps (default: DEFAULTS / PRIOR_DEFAULTS)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=None, help="SVI peak learning rate (default: as --steps)")
-    p.add_argument("--init-scale", type=float, default=None, help="initial sd of every Gaussian guide factor (default: as --steps)")
-    p.add_argument("--map-lr", type=float, default=2e-3, help="MAP learning rate")
-    p.add_argument("--warmup", type=int, default=None, help="KL warm-up steps (default steps / 3; 0: none)")
-    p.add_argument("--samples", type=int, default=64, help="posterior draws for evaluation")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.steps, args.hidden, args.samples = 300, [32, 32], 8
+    p.add_argument("--dataset", default="digits", choices=CLASSIFICATION_DATASETS,
+                   help="default digits; breast_cancer (no images): --net mlp only")
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=None,
+                   help="MLP hidden widths (default 400 400; --quick: 32 32)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="SVI (and MAP) steps (default: DEFAULTS / PRIOR_DEFAULTS; --quick: 300)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=None, help="SVI peak learning rate (default: as --steps)")
+    p.add_argument("--init-scale", type=positive_float, default=None,
+                   help="initial sd of every Gaussian guide factor (default: as --steps)")
+    p.add_argument("--map-lr", type=positive_float, default=2e-3, help="MAP learning rate")
+    p.add_argument("--warmup", type=nonnegative_int, default=None, help="KL warm-up steps (default steps / 3; 0: none)")
+    p.add_argument("--samples", type=positive_int, default=None,
+                   help="posterior draws for evaluation (default 64; --quick: 8)")
+    args = parse(p, argv, quick=QUICK, full=FULL)
+    check_data(p, args.dataset, [args.net] if args.net != "mlp" else [], args.batch_size)
     configs = [dict(prior=prior, net=args.net, dataset=args.dataset, hidden=list(args.hidden),
                     **optimiser_settings(prior, args.steps, args.lr, args.init_scale, args.warmup),
-                    batch_size=args.batch_size, map_lr=args.map_lr, samples=args.samples, seed=args.seed)
-               for prior in args.prior]
-    table = run_grid(configs, lambda c: run({**c, "progress": len(configs) == 1}),
-                     args.out / "svi_sparsity.csv", overwrite=args.overwrite, desc="svi_sparsity")
-    cols = ["prior", "steps", "accuracy", "nll", "ece", "accuracy_dense", "nodes_kept", "compression_ratio", "flops_ratio", "wall_time_s", "steps_per_s"]
+                    batch_size=args.batch_size, map_lr=args.map_lr, samples=args.samples, seed=seed)
+               for seed in args.seeds for prior in args.prior]
+    for c in configs:
+        if c["warmup"] > c["steps"]:
+            p.error(f"--warmup {c['warmup']} is longer than the {c['steps']} steps of {c['prior']}")
+    progress = len(configs) == 1
+    table = execute(args, configs, lambda c: run({**c, "progress": progress}), args.out / "svi_sparsity.csv",
+                    desc="svi_sparsity")
+    cols = ["steps", "accuracy", "nll", "ece", "accuracy_dense", "nodes_kept", "compression_ratio", "flops_ratio",
+            "wall_time_s", "steps_per_s"]
     cols += sorted(c for c in table.columns if c.startswith("nodes_kept/"))
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 4):
-        print(table[[c for c in cols if c in table.columns]].to_string(index=False))
+        print(over_seeds(table, ["dataset", "net", "prior"], cols).to_string(index=False))
     return table
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

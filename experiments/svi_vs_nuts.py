@@ -46,7 +46,7 @@ from numpyro import handlers
 from numpyro.distributions import constraints
 from scipy import stats
 
-from experiments._cli import parser
+from experiments._cli import execute, parse, parser
 from sparsebnn import data as datasets
 from sparsebnn import metrics, nets, priors
 from sparsebnn.agreement import mixture_quantiles, moment_gaps, poisson_binomial, predictive_agreement
@@ -54,7 +54,7 @@ from sparsebnn.diagnostics import DiagnosticsWarning
 from sparsebnn.infer import svi
 from sparsebnn.infer import model_sites, nuts, start_values
 from sparsebnn.likelihood import Likelihood
-from sparsebnn.results import ResultsStore, run_grid
+from sparsebnn.results import ResultsStore
 
 # --priors -> sparsebnn.priors.get arguments: non-centred weights; π = 0.5 so both node states are plausible
 PRIORS = {
@@ -299,18 +299,16 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None):
-    p = parser("svi_vs_nuts", __doc__.splitlines()[0])
+    p = parser("svi_vs_nuts", __doc__.splitlines()[0], executor=True)
     p.add_argument("--priors", nargs="+", default=None, choices=tuple(PRIORS),
                    help="priors to compare (default: all; --quick: ss-ig)")
-    args = p.parse_args(argv)
-    names = args.priors or (["ss-ig"] if args.quick else list(PRIORS))
-    configs = grid(args.quick, args.seed, names)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = parse(p, argv, quick=dict(priors=["ss-ig"]), full=dict(priors=list(PRIORS)))
+    configs = grid(args.quick, args.seed, args.priors)
     if args.overwrite:
         for name in DETAILS:
             (args.out / f"svi_vs_nuts_{name}.csv").unlink(missing_ok=True)
-    table = run_grid(configs, lambda c: run(c, args.out), args.out / TABLE, overwrite=args.overwrite,
-                     desc="svi vs nuts")
+    out = args.out
+    table = execute(args, configs, lambda c: run(c, out), out / TABLE, desc="svi vs nuts")
     show = ["dataset", "widths", "prior", "nuts_ok", "nuts_max_rhat", "nuts_min_ess_bulk", "nuts_divergences",
             "pred_tv", "pred_kl", "weight_sd_ratio", "active_svi", "active_nuts", "active_count_tv", "bmr_rmse_svi", "bmr_rmse_nuts_gauss",
             "nuts_ess_per_s", "svi_steps_per_s"]
@@ -319,4 +317,6 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

@@ -1,20 +1,20 @@
 """Regenerate every paper figure from whatever results tables exist.
 
-    python -m paper_figures [--results results] [--out figures]
+    python -m paper_figures [--results results] [--out figures] [--verbose]
 
 Each figure module in this package exposes ``make(results_dir, out_dir) -> list[Path]``, which
 returns ``[]`` when the tables it needs are absent. A results folder that does not exist is an error
-that says how to create one.
+that says how to create one (one line; ``--verbose``: the traceback).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import pkgutil
 from pathlib import Path
 
 import paper_figures
+from experiments._cli import Parser
 
 _NOT_FIGURES = {"style"}
 
@@ -38,12 +38,13 @@ def build_all(results: Path, out: Path) -> dict[str, list[Path]]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
-    p = argparse.ArgumentParser(prog="python -m paper_figures", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m paper_figures", description=__doc__.splitlines()[0])
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--out", type=Path, default=Path("figures"))
+    p.add_argument("--verbose", "-v", action="store_true", help="show the full traceback on an error")
     args = p.parse_args(argv)
     if not args.results.is_dir():
-        raise SystemExit(f"results folder {args.results} does not exist: run the experiments first, e.g. "
+        raise FileNotFoundError(f"results folder {args.results} does not exist: run the experiments first, e.g. "
                          f"python -m experiments.all --out {args.results} (every table; --quick for a smoke run) "
                          f"or python -m experiments.<name> --out {args.results}")
     written = build_all(args.results, args.out)
@@ -56,4 +57,6 @@ def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

@@ -249,24 +249,47 @@ class ResultsStore:
         self._added.add(key)
 
 
+def _run_and_add(run: Callable[[Mapping], Mapping | list[Mapping]], path: str, overwrite: bool, config: Mapping) -> None:
+    """One configuration as a task of its own (any process): run it and add its rows to ``path``.
+
+    Skipped when its rows are already there and not ``overwrite`` (a retry of a task whose first worker
+    died after adding them, or another writer's run).
+    """
+    if not overwrite and ResultsStore(path).done(config):
+        return
+    rows = run(config)
+    ResultsStore(path).add(config, rows)
+
+
 def run_grid(
     configs: Iterable[Mapping],
     run: Callable[[Mapping], Mapping | list[Mapping]],
     path: str | os.PathLike,
     overwrite: bool = False,
     desc: str = "runs",
+    client=None,
 ) -> pd.DataFrame:
     """Run ``run(config)`` for each configuration not yet in ``path``; return the whole table as on disk.
 
     The folder of ``path`` is checked for writing before the first configuration runs. Every finished
     configuration's rows are added as it finishes (resume skips them); a configuration that another
     writer had added to ``path`` by this run's previous add is skipped.
+
+    ``client``: a ``distributed.Client`` (:func:`sparsebnn.cluster.session`): every configuration is one
+    task on its cluster (:func:`sparsebnn.cluster.run_tasks`, ``run`` must pickle), which adds its own
+    rows under the table's lock, so a worker killed mid-task loses only that configuration, run again
+    by the scheduler, and the table holds every configuration once.
     """
     store = ResultsStore(path, overwrite=overwrite)
     configs = list(configs)
     todo = [c for c in configs if not store.done(c)]
     if len(todo) < len(configs):
         print(f"resuming {path}: {len(configs) - len(todo)} of {len(configs)} configurations already done")
+    if client is not None:
+        from sparsebnn.cluster import run_tasks
+
+        run_tasks(client, functools.partial(_run_and_add, run, str(Path(path).resolve()), overwrite), todo, desc)
+        return read_table(path)
     for config in tqdm(todo, desc=desc, disable=len(todo) < 2):
         if not store.done(config):
             store.add(config, run(config))

@@ -141,11 +141,13 @@ def test_benchmark_figure(tmp_path):
     assert [p.suffix for p in paths] == [".pdf", ".png"] and all(p.stat().st_size > 0 for p in paths)
 
 
-def test_bench_scaling_rejects_bad_sizes(tmp_path):
-    with pytest.raises(ValueError, match="--sizes"):
+def test_bench_scaling_rejects_bad_sizes(tmp_path, capsys):
+    with pytest.raises(SystemExit):
         bench_scaling.main(["--sizes", "0", "--out", str(tmp_path)])
-    with pytest.raises(ValueError, match="--batch"):
+    assert "argument --sizes: must be a parameter count >= 10; got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         bench_scaling.main(["--batch", "5000", "--out", str(tmp_path)])
+    assert f"argument --batch: must be an integer in [1, {bench_scaling.N_DATA}]" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -61,7 +61,8 @@ def test_launcher_runs_an_experiment_and_passes_its_exit_code_through(tmp_path):
     assert "largest |ΔF - exact|" in out.stdout and (tmp_path / "res" / "bmr_exact.csv").exists()  # results here
     assert "RuntimeWarning" not in out.stderr and "sys.modules" not in out.stderr, out.stderr
     bad = launcher("run", "bmr_exact", "--n-models", "0", cwd=tmp_path)
-    assert bad.returncode == 2 and "--n-models must be >= 1" in bad.stderr
+    assert bad.returncode == 2 and "argument --n-models: must be a positive integer; got 0" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr  # one line, no usage block
     listed = launcher("list", cwd=tmp_path, env={cli.HOME: str(ROOT)})
     assert listed.returncode == 0 and "svi_vs_nuts" in listed.stdout
 

@@ -435,7 +435,7 @@ def test_svi_sparsity_figure(figures):
 
 
 def test_missing_results_folder_says_so(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # python -m paper_figures: one error line
         cli.main(["--results", str(tmp_path / "absent"), "--out", str(tmp_path / "figs")])
     with pytest.raises(SystemExit, match="does not exist.*experiments.svi_sparsity"):
         svi_sparsity.main(["--results", str(tmp_path / "absent"), "--out", str(tmp_path / "figs")])
