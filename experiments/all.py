@@ -41,7 +41,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,7 +51,8 @@ import pandas as pd
 from experiments._cli import EXECUTORS, Parser, cache_dir, check_executor, config_columns, nonnegative_int, positive_int
 from experiments.registry import BY_NAME, EXPERIMENTS, Experiment, invocations, select, tables
 from sparsebnn.cluster import start
-from sparsebnn.results import _VERSIONED
+from sparsebnn import intervals
+from sparsebnn.results import _VERSIONED, atomic_write
 
 # ----------------------------------------------------------------------------- running
 
@@ -144,23 +144,76 @@ _PRIORITY = ("accuracy", "nll", "ece", "brier", "sparsity", "weight_sparsity", "
              "compression_ratio", "flops_ratio", "ratio", "abs_err", "min_ess_per_s", "wall_time_s", "seconds")
 
 
-def summarise(df: pd.DataFrame, max_metrics: int = 8, max_rows: int = 40) -> pd.DataFrame:
-    """Config columns that vary as row keys, numeric metrics averaged over the rest (seeds, replicates)."""
-    config = [c for c in config_columns(df) if c not in _DROP]
+REFERENCES = {"method": ("map", "flat-map"), "prior": ("map",)}  # the reference arm of a comparison table
+ROW_KEYS = {"spam.csv": ("structured", "sparsity")}  # per-row settings that are not configuration columns
+LAST = {"stochastic_bmr.csv": "round"}  # tables of runs over rounds: summarise each run's last round
+ARM_PARTS = ("reduction", "c_reg", "pruning")  # keys that tell apart arms of one method (compared with MAP too)
+
+
+def view(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The rows of table ``name`` to summarise and its extra key columns (``ROW_KEYS``, ``LAST``)."""
+    if name in LAST and LAST[name] in df:
+        col = LAST[name]
+        run = [c for c in df if c in set(config_columns(df)) or c == "reduction"]
+        df = df[df[col] == df.groupby(run, dropna=False, sort=False)[col].transform("max")]
+        df = df.drop(columns=[col, "step"], errors="ignore")
+    return df, tuple(c for c in ROW_KEYS.get(name, ()) if c in df)
+
+
+def summarise(df: pd.DataFrame, max_metrics: int = 8, max_rows: int = 40, keys: Sequence[str] = ()) -> pd.DataFrame:
+    """Config columns that vary as row keys; every numeric metric as its mean over seeds with the 95 % t interval
+    (``sparsebnn.intervals.summarise``: columns ``m``, ``m_lo``, ``m_hi``) and ``n_seeds``; for comparison tables,
+    the accuracy difference to the reference arm (MAP) paired by seed (``Δ accuracy``, ``_lo``, ``_hi``).
+    ``keys``: extra per-row settings to group by."""
+    config = [c for c in config_columns(df) if c not in _DROP] + [k for k in keys if k in df]
     files = [c for c in df if c not in config and df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
     files = [c for c in files if c not in config and df[c].dropna().astype(str).str.fullmatch(_FILE).all()]
-    df = df.drop(columns=[c for c in df if c in _DROP or c in files])
+    seeds = df["seed"] if "seed" in df else pd.Series(0, index=df.index)
+    df = df.drop(columns=[c for c in df if c in _DROP or c in files]).assign(seed=seeds)
     numeric = {c for c in df if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])}
-    keys = [c for c in df if (c in config or c not in numeric) and not pd.api.types.is_bool_dtype(df[c])
+    keys = [c for c in df if c != "seed" and (c in config or c not in numeric) and not pd.api.types.is_bool_dtype(df[c])
             and df[c].nunique(dropna=False) > 1]
-    metrics = [c for c in df if c in numeric and c not in config]
+    metrics = [c for c in df if c in numeric and c not in config and c != "seed"]
     metrics = sorted(metrics, key=lambda c: (_PRIORITY.index(c) if c in _PRIORITY else len(_PRIORITY), metrics.index(c)))
     metrics = metrics[:max_metrics]
-    if keys and metrics:
-        table = df.groupby([df[k].astype(object).astype(str) for k in keys], sort=False, dropna=False)[metrics].mean().reset_index()
-    else:
-        table = df[keys + metrics] if metrics else df
+    if not metrics:
+        return df[keys].drop_duplicates().head(max_rows)
+    df = df.assign(**{k: df[k].astype(object).astype(str) for k in keys})
+    table = intervals.summarise(df, keys or ["seed"], metrics) if keys else intervals.summarise(
+        df.assign(all="all"), ["all"], metrics)
+    arm = next((c for c in REFERENCES if c in keys), None)
+    ref = next((r for r in REFERENCES.get(arm, ()) if r in set(df[arm])), None) if arm else None
+    if ref is not None and "accuracy" in metrics:
+        # an arm is the value of ``arm`` with every other key that splits it within a cell (e.g. its reduction)
+        split = [k for k in keys if k != arm and k in ARM_PARTS]
+        # settings that come with the arm (one value per arm, e.g. its own learning rate) do not split cells
+        own = [k for k in keys if k not in (arm, *split) and df.groupby(arm)[k].nunique(dropna=False).max() <= 1]
+        rest = [k for k in keys if k not in (arm, *split, *own)]
+        name = lambda d: d[[arm, *split]].map(str).agg(" / ".join, axis=1)  # noqa: E731
+        df, table = df.assign(_arm=name(df)), table.assign(_arm=name(table))
+        base = next(iter(df.loc[df[arm] == ref, "_arm"].unique()), None)
+        diffs = [intervals.paired_difference(df, rest, "_arm", a, base, "accuracy").assign(_arm=a)
+                 for a in table["_arm"].unique() if a != base]
+        if diffs:
+            d = pd.concat(diffs).rename(columns={"diff": "Δ accuracy", "diff_lo": "Δ accuracy_lo",
+                                                 "diff_hi": "Δ accuracy_hi"}).drop(columns=["n_seeds"])
+            table = table.merge(d, on=[*rest, "_arm"], how="left")
+        table = table.drop(columns=[c for c in ("_arm",) if c in table])
     return table.head(max_rows)
+
+
+def _cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Every ``m`` with ``m_lo`` / ``m_hi`` columns as one text column ``m [95 % CI]``: ``mean [lo, hi]``."""
+    out = {}
+    for c in df.columns:
+        if c.endswith("_lo") or c.endswith("_hi"):
+            continue
+        if f"{c}_lo" in df and f"{c}_hi" in df:
+            out[f"{c} [95 % CI]"] = [_fmt(m) + (f" [{_fmt(lo)}, {_fmt(hi)}]" if np.isfinite(lo) else "")
+                                    for m, lo, hi in zip(df[c], df[f"{c}_lo"], df[f"{c}_hi"])]
+        else:
+            out[c] = df[c]
+    return pd.DataFrame(out)
 
 
 def _fmt(v) -> str:
@@ -170,6 +223,7 @@ def _fmt(v) -> str:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
+    df = _cells(df)
     rows = [[str(c) for c in df.columns]] + [[_fmt(v) for v in r] for r in df.itertuples(index=False)]
     lines = ["| " + " | ".join(r) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("---" for _ in df.columns) + "|")
@@ -185,6 +239,7 @@ def _tex(s: str) -> str:
 
 
 def to_latex(df: pd.DataFrame, caption: str) -> str:
+    df = _cells(df)
     numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df]
     body = [" & ".join(_tex(str(c)) for c in df.columns) + r" \\", r"\midrule"]
     body += [" & ".join(_tex(_fmt(v)) for v in r) + r" \\" for r in df.itertuples(index=False)]
@@ -195,7 +250,9 @@ def to_latex(df: pd.DataFrame, caption: str) -> str:
 
 def write_summary(out: Path, experiments: Sequence[Experiment] = EXPERIMENTS) -> tuple[Path, Path]:
     """``out/summary.md`` and ``out/summary.tex`` from every results table of ``experiments`` that exists."""
-    md = ["# Results summary", "", f"Generated from the tables in `{out}` (metrics averaged over seeds).", ""]
+    md = ["# Results summary", "", f"Generated from the tables in `{out}`: every metric is the mean over seeds with its "
+          "95 % t interval (`n_seeds` seeds); `Δ accuracy` is the difference to the reference arm (MAP), paired by "
+          "seed. The papers' claims are checked in `claims.md`.", ""]
     tex = [r"% Results summary generated by python -m experiments.all; needs \usepackage{booktabs}", ""]
     for exp in experiments:
         for name in tables(exp):
@@ -203,7 +260,8 @@ def write_summary(out: Path, experiments: Sequence[Experiment] = EXPERIMENTS) ->
             if not path.exists():
                 continue
             try:
-                table = summarise(pd.read_csv(path))
+                rows, keys = view(pd.read_csv(path), name)
+                table = summarise(rows, keys=keys)
             except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
                 md += [f"## {name}", "", f"(could not summarise: {err})", ""]
                 continue
@@ -213,13 +271,8 @@ def write_summary(out: Path, experiments: Sequence[Experiment] = EXPERIMENTS) ->
 
 
 def _write_text(text: str, path: Path) -> Path:
-    """Write ``text`` atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write ``text`` atomically (:func:`sparsebnn.results.atomic_write`)."""
+    return atomic_write(path, lambda fh: fh.write((text + "\n").encode()))
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -284,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"figures: {n_fig} files from {len(written)} modules in {args.figures}")
     md, tex = write_summary(args.out)
     print(f"summary: {md}, {tex}")
+    from experiments import claims
+
+    claims.main(["--out", str(args.out)], quiet=True)
+    print(f"claims: {args.out / 'claims.md'}")
     bad = {k: v for k, v in status.items() if v in ("failed", "missing")}
     print(f"finished in {_clock(time.perf_counter() - t0)}: "
           + ", ".join(f"{sum(v == s for v in status.values())} {s}" for s in ("ok", "skipped", "failed", "missing")))

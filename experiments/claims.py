@@ -283,16 +283,19 @@ def to_markdown(claims: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> pd.DataFrame:
+def main(argv: list[str] | None = None, quiet: bool = False) -> pd.DataFrame:
     p = parser("claims", __doc__.splitlines()[0])
     args = p.parse_args(argv)
     claims = check(args.out)
     write_table(claims, args.out / "claims.csv")
     text = to_markdown(claims)
     atomic_write(args.out / "claims.md", lambda fh: fh.write((text + "\n").encode()))
-    print(text)
+    if not quiet:
+        print(text)
     return claims
 
 
 if __name__ == "__main__":
-    main()
+    from experiments._cli import entry
+
+    entry(main)

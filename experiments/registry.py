@@ -61,7 +61,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 )
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 # runnable with ``python -m experiments run NAME`` too, but not reproduced by ``experiments.all``
-EXTRAS = {"demo": "the main comparison on digits at a quick scale, its summary table and every figure (minutes)"}
+EXTRAS = {"demo": "the main comparison on digits at a quick scale, its summary table and every figure (minutes)",
+          "claims": "the papers' headline claims checked on the results tables, with intervals (run by all)"}
 
 
 def invocations(exp: Experiment, scale: str, quick: bool) -> tuple[tuple[str, ...], ...]:

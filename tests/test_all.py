@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 import pytest
 
 from experiments import all as reproduce
@@ -34,18 +35,20 @@ def test_summarise_groups_config_and_averages_over_seeds(tmp_path):
             # row-level string column "criterion" is a key too; "steps" is constant config: dropped
             store.add(dict(prior=prior, steps=10, seed=seed), [dict(criterion=c, accuracy=acc, ok=True) for c in "ab"])
     table = reproduce.summarise(pd.read_csv(tmp_path / "t.csv"))
-    assert list(table.columns) == ["prior", "criterion", "accuracy"]
-    assert len(table) == 4
-    got = table.set_index(["prior", "criterion"])["accuracy"]
-    np.testing.assert_allclose(got[("gaussian", "a")], 0.81)
-    np.testing.assert_allclose(got[("ss-ig", "b")], 0.91)
+    assert list(table.columns) == ["prior", "criterion", "n_seeds", "accuracy", "accuracy_lo", "accuracy_hi"]
+    assert len(table) == 4 and set(table["n_seeds"]) == {2}
+    got = table.set_index(["prior", "criterion"])
+    np.testing.assert_allclose(got.loc[("gaussian", "a"), "accuracy"], 0.81)
+    np.testing.assert_allclose(got.loc[("ss-ig", "b"), "accuracy"], 0.91)
+    half = stats.t.ppf(0.975, 1) * np.std([0.8, 0.82], ddof=1) / np.sqrt(2)  # the 95 % t interval over the 2 seeds
+    np.testing.assert_allclose(got.loc[("gaussian", "a"), ["accuracy_lo", "accuracy_hi"]], [0.81 - half, 0.81 + half])
 
 
 def test_write_summary_only_existing_tables(tmp_path):
     pd.DataFrame({"method": ["x", "y"], "ratio": [1.5, 2.0]}).to_csv(tmp_path / "bench_laplace.csv", index=False)
     md, tex = reproduce.write_summary(tmp_path)
     text = md.read_text()
-    assert "bench_laplace" in text and "| x | 1.5 |" in text and "svi_sparsity" not in text
+    assert "bench_laplace" in text and "| x | 1 | 1.5 |" in text and "svi_sparsity" not in text
     assert r"\begin{table}" in tex.read_text()
 
 
@@ -155,3 +158,20 @@ def test_bench_scaling_quick_table(tmp_path):
     table = bench_scaling.main(["--quick", "--out", str(tmp_path)])
     assert set(table["measure"]) >= {"svi-gaussian", "bmr-weight", "bmr-node", "laplace-kfac-ggn", "nuts"}
     assert np.all(np.isfinite(table["ratio"])) and np.all(table["ratio"] > 0)
+
+
+def test_summary_pairs_arms_with_map_by_seed(tmp_path):
+    """Δ accuracy: each arm (a method with its reduction) minus MAP on the same seed; arm-specific settings
+    (a method's own learning rate) do not split cells."""
+    rows = []
+    for seed in range(3):
+        rows += [dict(method="flat-map", reduction="none", lr=0.01, seed=seed, round=0, accuracy=0.95 + 0.01 * seed),
+                 dict(method="bmr", reduction="iterative", lr=0.003, seed=seed, round=1, accuracy=0.94 + 0.01 * seed),
+                 dict(method="bmr", reduction="iterative", lr=0.003, seed=seed, round=0, accuracy=0.5)]
+    df = pd.DataFrame(rows)
+    df["config_key"] = [json.dumps(dict(method=r.method, lr=r.lr, seed=r.seed)) for r in df.itertuples()]
+    kept, keys = reproduce.view(df, "stochastic_bmr.csv")
+    assert set(kept["accuracy"]) - {0.5} == set(kept["accuracy"])  # only each run's last round
+    table = reproduce.summarise(kept, keys=keys).set_index("method")
+    np.testing.assert_allclose(table.loc["bmr", ["Δ accuracy", "Δ accuracy_lo", "Δ accuracy_hi"]], [-0.01] * 3, atol=1e-12)
+    assert np.isnan(table.loc["flat-map", "Δ accuracy"])
