@@ -19,8 +19,8 @@ right after each SVI run):
 * ``normals_<impl>``: drawing one standard normal per weight alone, for JAX's PRNGs
   ``threefry2x32`` (default), ``rbg`` and ``unsafe_rbg``;
 * ``svi_<prior>``: :func:`sparsebnn.infer.svi` itself (NumPyro model + mean-field guide +
-  ``TraceMeanField_ELBO``, weight noise from the per-chunk pool) for every prior, and
-  ``svi_<first prior>_fresh`` with fresh normals at every step (``weight_noise="fresh"``).
+  ``TraceMeanField_ELBO``) for every prior with ``--weight-noise`` (default ``auto``: the per-chunk pool
+  on CPU, fresh normals on GPU), and ``svi_<first prior>_<other>`` with the other choice.
 """
 
 from __future__ import annotations
@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--chunks", type=positive_int, default=None, help="timed chunks per method (default 8)")
     p.add_argument("--n-data", type=positive_int, default=None, help="size of the synthetic training set (default 10000)")
     p.add_argument("--priors", nargs="+", default=None, choices=PRIORS, help="default: all; --quick: gaussian ss-ghs")
+    p.add_argument("--weight-noise", choices=("auto", "pool", "fresh"), default="auto",
+                   help="weight noise of the svi rows (default auto: the pool on CPU, fresh normals elsewhere); the "
+                        "first prior also runs with the other choice")
     args = parse(p, argv, quick=dict(widths=[64, 32, 10], chunk=20, chunks=2, n_data=500, priors=["gaussian", "ss-ghs"]),
                  full=dict(widths=[784, 400, 400, 10], chunk=200, chunks=8, n_data=10000, priors=list(PRIORS)))
     if len(args.widths) < 2:
@@ -151,14 +154,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         add(f"mf_{noise}", time_loop(run, mf, opt, K, C), ref)
     for impl in ("threefry2x32", "rbg", "unsafe_rbg"):
         add(f"normals_{impl}", time_normals(impl, n_weights, 20), ref, n_normals=n_weights)
-    runs = [(name, "pool") for name in args.priors] + [(args.priors[0], "fresh")]
+    mode = args.weight_noise
+    if mode == "auto":
+        mode = "pool" if jax.devices()[0].platform == "cpu" else "fresh"
+    other = "fresh" if mode == "pool" else "pool"
+    runs = [(name, mode) for name in args.priors] + [(args.priors[0], other)]
     for name, noise in runs:
         before = adam_time()
         post = svi(net, priors.get(name), (x, y), num_steps=C * (K + 1), batch_size=B, chunk_size=C,
                    progress=False, seed=args.seed, weight_noise=noise)
         after = adam_time()
         steady = float(np.min([t / s for s, t in post.chunk_times[1:]]))
-        add(f"svi_{name}" + ("_fresh" if noise == "fresh" else ""), steady, min(before, after),
+        add(f"svi_{name}" + (f"_{noise}" if noise != mode else ""), steady, min(before, after),
             adam_ms_before=1e3 * before, adam_ms_after=1e3 * after, weight_noise=noise)
     table = pd.DataFrame(rows)
     table["network"] = "-".join(map(str, args.widths))

@@ -175,3 +175,15 @@ def test_summary_pairs_arms_with_map_by_seed(tmp_path):
     table = reproduce.summarise(kept, keys=keys).set_index("method")
     np.testing.assert_allclose(table.loc["bmr", ["Δ accuracy", "Δ accuracy_lo", "Δ accuracy_hi"]], [-0.01] * 3, atol=1e-12)
     assert np.isnan(table.loc["flat-map", "Δ accuracy"])
+
+
+@pytest.mark.slow  # 45 s of compiling on CPU; run on the device by the GPU check
+def test_bench_gpu_quick_table(tmp_path):
+    """The accelerator check runs end to end on whatever JAX runs on; every measurement is a finite ratio."""
+    from experiments import bench_gpu
+
+    table = bench_gpu.main(["--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "bench_gpu.csv").exists()
+    assert set(table["what"]) == {"svi/adam", "scaling", "compile reuse", "bmr/elementwise", "compare mnist5k"}
+    assert np.isfinite(table["value"]).all() and (table["value"] > 0).all()
+    assert table["device"].nunique() == 1
