@@ -132,7 +132,7 @@ def test_layer_norm_and_pooling_match_numpy():
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_apply_under_jit_and_vmap(arch):
+def test_apply_under_jit_and_vmap(arch, exact_matmul):
     net = small(arch)
     x = jax.random.normal(jax.random.PRNGKey(0), (4, *DIGITS))
     samples = [net.init(k) for k in jax.random.split(jax.random.PRNGKey(1), 3)]  # 3 parameter samples

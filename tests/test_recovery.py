@@ -74,7 +74,7 @@ def _teacher_signal_by_hand(t, x):
     return out
 
 
-def test_node_signal_matches_brute_force_and_the_last_layer_closed_form():
+def test_node_signal_matches_brute_force_and_the_last_layer_closed_form(exact_matmul):
     t = data.teacher(10, p=4, widths=(6, 5), active=(3, 2), noise=0.5, seed=1).teacher
     x = np.random.default_rng(0).normal(size=(500, 4)).astype(np.float32)
     got = recovery.node_signal(t.net, t.params, t.masks, x)
