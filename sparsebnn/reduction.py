@@ -70,15 +70,18 @@ class Reduction(NamedTuple):
 
     ``keep``: ``{layer: {"w", "b"}}`` bool, False at the spike (old and new); ``node_keep``:
     ``{layer: (n_nodes,) bool}`` of the node-prunable layers, a node being alive while any entry of
-    its incoming group is kept; ``delta_f``: per-coordinate ΔF of moving to the spike (0 where already
-    there); ``factors``: the posterior that was reduced; ``mean``, ``var``: the reduced posterior (0, 0 at
-    the spike; unchanged elsewhere: mean field), computed when asked for.
+    its incoming group is kept; ``factors``: the posterior that was reduced. Computed when asked for:
+    ``delta_f``, the per-coordinate ΔF of moving to the spike (0 where already there), and ``mean``,
+    ``var``, the reduced posterior (0, 0 at the spike; unchanged elsewhere: mean field).
     """
 
     keep: Params
     node_keep: dict
-    delta_f: Params
     factors: GaussianFactors
+
+    @property
+    def delta_f(self) -> Params:
+        return spike_delta_f(self.factors)
 
     @property
     def mean(self) -> Params:
@@ -129,6 +132,15 @@ _VALUE_ERRORS = ("mean, var or prior_var contains NaN or inf", "var must be > 0 
                  "prior_var must be >= 0 (0 = already at the spike)")
 
 
+def _any_bad(df) -> jax.Array:
+    """True when some ΔF is not finite: every invalid input (NaN/inf anywhere, var <= 0, prior_var < 0) makes
+    its ΔF = -½ ln(var/prior_var) - mean²/(2 var) non-finite (at a spike, prior_var = 1 stands in for 0), so
+    this flag, read off the pass's own ΔF, misses none; :func:`_bad_values` then says which (an overflow of
+    valid values raises nothing)."""
+    return ~jnp.isfinite(sum(jnp.sum(d) for d in jax.tree_util.tree_leaves(df)))
+
+
+@jax.jit
 def _bad_values(mean, var, prior_var) -> jax.Array:
     """``[non-finite anywhere, var <= 0 somewhere, prior_var < 0 somewhere]``, fused into the reduction's pass."""
     def anywhere(test, tree):
@@ -155,7 +167,9 @@ def _reducer(net: Network, rule: str, level: str, n_iter: int):
 
 def _reduce(mean, var, prior_var, margin, *, net: Network, rule: str, level: str, n_iter: int):
     spike = jax.tree_util.tree_map(lambda v: v == 0, prior_var)
-    df = spike_delta_f(GaussianFactors(mean, var, prior_var))
+    safe = jax.tree_util.tree_map(lambda s, v: jnp.where(s, jnp.ones_like(v), v), spike, prior_var)
+    raw = bmr.spike_delta_f(mean, var, safe)  # at a spike: ΔF against a unit prior, finite iff mean, var are valid
+    df = jax.tree_util.tree_map(lambda s, d: jnp.where(s, jnp.zeros_like(d), d), spike, raw)
     keep = jax.tree_util.tree_map(jnp.logical_not, spike)
     output = net.layers[-1].name
     if level == "weight":
@@ -168,7 +182,7 @@ def _reduce(mean, var, prior_var, margin, *, net: Network, rule: str, level: str
             dead = ~jnp.any(node_groups(keep, layer), axis=1)
             node = _decide(g, dead, rule, margin, n_iter)
             keep[layer.name] = {k: keep[layer.name][k] & node for k in ("w", "b")}
-    return keep, to_nodes(net, keep), df, _bad_values(mean, var, prior_var)
+    return keep, to_nodes(net, keep), _any_bad(raw)
 
 
 def reduce(factors: GaussianFactors, net: Network, *, rule: str = "threshold", level: str = "weight",
@@ -193,13 +207,13 @@ def reduce(factors: GaussianFactors, net: Network, *, rule: str = "threshold", l
     if not all(isinstance(x, jax.Array) and x.dtype == dtype for x in leaves):
         factors = GaussianFactors(*(jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), t) for t in factors))
     mean, var, prior_var = factors
-    keep, node_keep, df, bad = _reducer(net, rule, level, int(n_iter))(mean, var, prior_var, jnp.asarray(margin, dtype))
-    if _concrete(factors):
-        for flag, message in zip(np.asarray(bad), _VALUE_ERRORS):
+    keep, node_keep, bad = _reducer(net, rule, level, int(n_iter))(mean, var, prior_var, jnp.asarray(margin, dtype))
+    if _concrete(factors) and bool(bad):
+        for flag, message in zip(np.asarray(_bad_values(mean, var, prior_var)), _VALUE_ERRORS):
             if flag:
                 raise ValueError(message)
     # Mean field: a spike replaces the factor by N(0, 0), every other factor is unchanged (bmr.reduced_posterior).
-    return Reduction(keep, node_keep, df, GaussianFactors(mean, var, prior_var))
+    return Reduction(keep, node_keep, GaussianFactors(mean, var, prior_var))
 
 
 def pruned_fraction(keep: Params, net: Network) -> float:

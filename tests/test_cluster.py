@@ -84,6 +84,12 @@ def test_one_gpu_per_worker(monkeypatch, tmp_path):
     preallocation (no GPU needed: the variables are only read)."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     assert cluster.gpus() == ["3", "5"]
+    # GPUs 3 and 5 are fictional: keep Dask's NVML monitor (scheduler here, workers via the environment)
+    # from looking them up on a machine that has real GPUs and NVML.
+    from distributed.diagnostics import nvml
+
+    monkeypatch.setenv("DASK_DISTRIBUTED__DIAGNOSTICS__NVML", "False")
+    monkeypatch.setattr(nvml, "NVML_STATE", nvml.NVMLState.DISABLED_CONFIG)
     with cluster.session(compile_cache_dir=tmp_path / "cache") as client:
         client.wait_for_workers(2)
         env = client.run(lambda: {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE",
