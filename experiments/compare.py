@@ -27,7 +27,8 @@ use ``--lr``; SVI methods are evaluated with
 ``--samples`` posterior draws of the pruned network, MAP and Laplace-OPD at the (pruned) MAP.
 
 Writes ``<out>/compare.csv`` (one row per run: accuracy, NLL, Brier, ECE, weight sparsity,
-compression, nodes kept overall and per layer, FLOPs ratio of the compacted network, wall time) and,
+compression, nodes kept overall and per layer, FLOPs ratio of the compacted network, wall time,
+``collapsed`` / ``collapse_reason``: :func:`sparsebnn.metrics.collapse_columns`) and,
 per run, ``<out>/compare/<run>.npz`` (column ``summary``): ``absmean/<layer>`` (|posterior mean| of
 the layer's weights), ``first_layer`` (posterior mean of the first layer's weights), ``history/*``
 (validation step, accuracy, NLL and overall fraction of nodes kept over training, where recorded)
@@ -106,7 +107,7 @@ def _evaluate(net, outputs, ds, params, masks) -> dict:
                            net=net if small is not None else None, compact_net=small)
     if not masks:
         row["flops_ratio"] = 1.0
-    return row
+    return row | metrics.collapse_columns(row, units=metrics.layer_units(net))
 
 
 # ----------------------------------------------------------------------------- methods: a fit, then prunings
@@ -228,7 +229,7 @@ def configs(nets_, methods, dataset, steps, hidden, batch_size, lr, samples, see
 
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     """The headline columns, one row per (dataset, net, method, c_reg, pruning) and any other setting that
-    differs between rows: means over the seeds (column ``seeds``)."""
+    differs between rows: means over the seeds (column ``seeds``); column ``collapsed`` marks collapsed runs."""
     return over_seeds(table, ["dataset", *SUMMARY_COLUMNS[:4]], SUMMARY_COLUMNS[4:])
 
 
