@@ -28,9 +28,9 @@ def test_quick_table(quick, capsys):
     assert by["map", "none"].weight_sparsity == 0 and by["map", "none"].flops_ratio == 1
     # OPD prunes exactly the stated fraction of all layer parameters (the MLP has only layers) ...
     assert by["laplace-opd", "opd-weight"].weight_sparsity == pytest.approx(0.8, abs=1e-3)
-    # ... and half of the nodes of each hidden layer, so the compacted network is cheaper.
+    # ... and half of all hidden nodes, ranked together (no layer emptied), so the compacted network is cheaper.
     node = saved[saved["pruning"] == "opd-node"].iloc[0]
-    assert node["nodes_kept/dense_0"] == node["nodes_kept/dense_1"] == 0.5
+    assert node["nodes_kept"] == 0.5 and node["nodes_kept/dense_0"] > 0 and node["nodes_kept/dense_1"] > 0
     assert 0 < node["flops_ratio"] < 1
     assert ((saved["accuracy"] > 0.1) & (saved["accuracy"] <= 1)).all()
     # Per-run posterior summaries.
