@@ -255,7 +255,7 @@ def any_collapsed(table: pd.DataFrame) -> bool:
 
 def mark_collapsed(ax, x, y) -> None:
     """A black "×" over each point ``(x, y)`` of a collapsed run (gid :data:`COLLAPSED_GID`)."""
-    ax.plot(x, y, ls="none", marker="x", color="black", ms=5, mew=1.0, zorder=5, clip_on=False, gid=COLLAPSED_GID)
+    ax.plot(x, y, ls="none", marker="x", color="black", ms=5, mew=1.0, zorder=5, gid=COLLAPSED_GID)
 
 
 def collapse_handles() -> list[tuple]:
