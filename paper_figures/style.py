@@ -245,7 +245,7 @@ def collapsed(rows: pd.DataFrame) -> np.ndarray:
     """Per row, whether the run collapsed (column ``collapsed``; all False without it)."""
     if "collapsed" not in rows:
         return np.zeros(len(rows), bool)
-    return rows["collapsed"].fillna(False).astype(bool).to_numpy()
+    return rows["collapsed"].eq(True).to_numpy()
 
 
 def any_collapsed(table: pd.DataFrame) -> bool:

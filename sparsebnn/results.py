@@ -330,7 +330,7 @@ def mark_collapsed(table: pd.DataFrame) -> pd.DataFrame:
         match = [c for c in REFERENCE_MATCH if c in table]
         refs = table[table[arm] == ref_value].groupby(match, dropna=False)["accuracy"].mean().rename("_ref")
         reference = table[match].join(refs, on=match)["_ref"] if match else pd.Series(refs.iloc[0], table.index)
-    own = table["collapse_reason"] if "collapse_reason" in table else pd.Series("", index=table.index)
+    own = table["collapse_reason"].astype(object) if "collapse_reason" in table else pd.Series("", index=table.index)
     reasons = [_reasons(o, collapse_reason(float(a), int(n), int(c), reference_accuracy=None if np.isnan(r) else r))
                if np.isfinite(a) and np.isfinite(n) and np.isfinite(c) else _reasons(o)
                for o, a, n, c, r in zip(own.fillna(""), table["accuracy"], table["n"], table["n_classes"], reference)]
@@ -344,8 +344,8 @@ def collapse_note(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         return table[keys].drop_duplicates().assign(collapsed="")
 
     def note(g):
-        bad = g[g["collapsed"].astype(bool)]
-        return "" if bad.empty else f"{len(bad)}/{len(g)}: {bad['collapse_reason'].fillna('').mode().iloc[0]}"
+        bad = g[g["collapsed"].eq(True)]
+        return "" if bad.empty else f"{len(bad)}/{len(g)}: {bad['collapse_reason'].astype(object).fillna('').mode().iloc[0]}"
 
     groups = table.groupby(keys, sort=False, dropna=False)
     return groups[["collapsed", "collapse_reason"]].apply(note).rename("collapsed").reset_index()
