@@ -204,9 +204,14 @@ def over_seeds(table: pd.DataFrame, keys: Sequence[str], columns: Sequence[str])
 
     Rows are grouped by ``keys`` (those in the table) and by every other configuration column that
     varies in the table (shown after ``keys``), so runs with different settings never share a mean.
+    Tables of classification runs get a last column ``collapsed``: ``"k/n: <reason>"`` when ``k`` of
+    the ``n`` runs collapsed (:func:`sparsebnn.results.mark_collapsed`), else ``""``.
     """
     import pandas as pd
 
+    from sparsebnn.results import collapse_note, mark_collapsed
+
+    table = mark_collapsed(table)
     varying = [c for c in config_columns(table) if c not in keys and c not in ("seed", "progress")
                and table[c].astype(str).nunique() > 1]
     keys = [k for k in keys if k in table] + varying
@@ -216,7 +221,8 @@ def over_seeds(table: pd.DataFrame, keys: Sequence[str], columns: Sequence[str])
     groups = table.groupby(keys, sort=False, dropna=False)
     out = groups[columns].mean()
     out.insert(0, "seeds", groups["seed"].nunique() if "seed" in table else 1)
-    return out.reset_index()
+    out = out.reset_index()
+    return out.merge(collapse_note(table, keys), on=keys, how="left") if "collapsed" in table else out
 
 
 # ----------------------------------------------------------------------------- data

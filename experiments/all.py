@@ -52,7 +52,7 @@ from experiments._cli import EXECUTORS, Parser, cache_dir, check_executor, confi
 from experiments.registry import BY_NAME, EXPERIMENTS, Experiment, invocations, select, tables
 from sparsebnn.cluster import start
 from sparsebnn import intervals
-from sparsebnn.results import _VERSIONED, atomic_write
+from sparsebnn.results import _VERSIONED, REFERENCE_ARMS, atomic_write, collapse_note, mark_collapsed
 
 # ----------------------------------------------------------------------------- running
 
@@ -144,7 +144,7 @@ _PRIORITY = ("accuracy", "nll", "ece", "brier", "sparsity", "weight_sparsity", "
              "compression_ratio", "flops_ratio", "ratio", "abs_err", "min_ess_per_s", "wall_time_s", "seconds")
 
 
-REFERENCES = {"method": ("map", "flat-map"), "prior": ("map",)}  # the reference arm of a comparison table
+REFERENCES = REFERENCE_ARMS  # the reference arm of a comparison table
 ROW_KEYS = {"spam.csv": ("structured", "sparsity")}  # per-row settings that are not configuration columns
 LAST = {"stochastic_bmr.csv": "round"}  # tables of runs over rounds: summarise each run's last round
 ARM_PARTS = ("reduction", "c_reg", "pruning")  # keys that tell apart arms of one method (compared with MAP too)
@@ -163,8 +163,13 @@ def view(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
 def summarise(df: pd.DataFrame, max_metrics: int = 8, max_rows: int = 40, keys: Sequence[str] = ()) -> pd.DataFrame:
     """Config columns that vary as row keys; every numeric metric as its mean over seeds with the 95 % t interval
     (``sparsebnn.intervals.summarise``: columns ``m``, ``m_lo``, ``m_hi``) and ``n_seeds``; for comparison tables,
-    the accuracy difference to the reference arm (MAP) paired by seed (``Δ accuracy``, ``_lo``, ``_hi``).
+    the accuracy difference to the reference arm (MAP) paired by seed (``Δ accuracy``, ``_lo``, ``_hi``);
+    for classification tables, column ``collapsed``: ``"k/n: <reason>"`` when ``k`` of a row's ``n`` runs
+    collapsed (:func:`sparsebnn.results.mark_collapsed`), else ``""``.
     ``keys``: extra per-row settings to group by."""
+    df = mark_collapsed(df)
+    flags = df[["collapsed", "collapse_reason"]] if "collapsed" in df else None
+    df = df.drop(columns=["collapsed", "collapse_reason"], errors="ignore")
     config = [c for c in config_columns(df) if c not in _DROP] + [k for k in keys if k in df]
     files = [c for c in df if c not in config and df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
     files = [c for c in files if c not in config and df[c].dropna().astype(str).str.fullmatch(_FILE).all()]
@@ -199,6 +204,10 @@ def summarise(df: pd.DataFrame, max_metrics: int = 8, max_rows: int = 40, keys: 
                                                  "diff_hi": "Δ accuracy_hi"}).drop(columns=["n_seeds"])
             table = table.merge(d, on=[*rest, "_arm"], how="left")
         table = table.drop(columns=[c for c in ("_arm",) if c in table])
+    if flags is not None:
+        by = keys or ["all"]
+        note = collapse_note(df.assign(**flags, all="all")[[*by, *flags]], by)
+        table = table.merge(note, on=by, how="left") if keys else table.assign(collapsed=note["collapsed"].iloc[0])
     return table.head(max_rows)
 
 

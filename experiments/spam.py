@@ -15,7 +15,9 @@ random, SNIP, GraSP, SynFlow) masks the MAP at every sparsity of the grid, unstr
 all layer parameters) and structured (per node/filter of each prunable layer), optionally followed by
 masked fine-tuning, and the masked network is evaluated on the test split. Writes tidy rows to
 ``<out>/spam.csv``: dataset, net, structure, criterion, structured, sparsity (target), weight_sparsity
-(achieved, over the layers' parameters), accuracy, nll, ece, brier, log_marglik, dense_accuracy.
+(achieved, over the layers' parameters), accuracy, nll, ece, brier, log_marglik, dense_accuracy, collapsed /
+collapse_reason (:func:`sparsebnn.metrics.collapse_columns` against the dense MAP: a layer emptied, accuracy not
+above chance, or more than half of the dense network's margin over chance lost).
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ def _layer_sparsity(net, params) -> float:
     return float(sum((x == 0).sum() for x in leaves) / sum(x.size for x in leaves))
 
 
-def _evaluate(net, params, test) -> dict:
+def _evaluate(net, params, test, masks=None, reference_accuracy=None) -> dict:
+    """Metrics of the (pruned) MAP, flagged against the dense MAP's accuracy (``reference_accuracy``)."""
     outs = np.asarray(net.apply(params, test.x))[None]
-    row = metrics.evaluate(outs, test.y)
-    return {k: row[k] for k in ("accuracy", "nll", "ece", "ece_mass", "brier")}
+    row = metrics.evaluate(outs, test.y, masks=masks)
+    flags = metrics.collapse_columns(row, units=metrics.layer_units(net), reference_accuracy=reference_accuracy)
+    return {k: row[k] for k in ("accuracy", "nll", "ece", "ece_mass", "brier", "n", "n_classes")} | flags
 
 
 def run(config: dict) -> list[dict]:
@@ -81,13 +85,15 @@ def run(config: dict) -> list[dict]:
                     mask = mask_lib.to_weights(net, prune.node_mask(net, sc, s), like=params)
                 else:
                     mask = prune.weight_mask(net, sc, s)
+                nodes = mask_lib.to_nodes(net, mask)
                 pruned = prune.apply_mask(params, mask)
                 if config["finetune_epochs"] > 0:
                     pruned = prune.finetune(net, pruned, mask, ds.train, epochs=config["finetune_epochs"],
                                             batch_size=config["batch_size"], lr=config["lr"], seed=config["seed"])
                 rows.append(dict(criterion=criterion, structured=structured, sparsity=float(s),
                                  weight_sparsity=_layer_sparsity(net, pruned), log_marglik=lml,
-                                 dense_accuracy=dense["accuracy"], **_evaluate(net, pruned, ds.test)))
+                                 dense_accuracy=dense["accuracy"],
+                                 **_evaluate(net, pruned, ds.test, nodes, dense["accuracy"])))
     return rows
 
 

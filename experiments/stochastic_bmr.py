@@ -18,7 +18,8 @@ optimiser and Gaussian prior scale σ0:
 Writes tidy rows to ``<out>/stochastic_bmr.csv``: dataset, net, method, seed, reduction, round, step,
 pruned_fraction (of the weights and biases of all layers but the output layer), accuracy, nll, ece
 (10 equal-width bins), ece_mass (20 equal-mass bins, as in Marković et al.'s code), brier, nodes_kept, weight_sparsity,
-train_time (s, compilation and evaluation excluded for the BMR rounds), wall_time.
+train_time (s, compilation and evaluation excluded for the BMR rounds), wall_time, collapsed / collapse_reason
+(:func:`sparsebnn.metrics.collapse_columns`; the summary adds the margin lost against flat-map).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _svi_rows(post, net, test, samples, key, base):
         row = metrics.evaluate(outs, test.y, params=post.mean_params(key, samples, masks=masks),
                                masks=to_nodes(net, keep) if masks is not None else None)
         row.update(base, reduction=reduction, pruned_fraction=pruned_fraction(keep, net) if masks is not None else 0.0)
-        rows.append(row)
+        rows.append(row | metrics.collapse_columns(row, units=metrics.layer_units(net)))
     return rows
 
 
@@ -85,13 +86,14 @@ def run(config: dict) -> list[dict]:
     prior = priors.get(**PRIORS["gaussian"], sigma0=config["sigma0"])
     key = jax.random.key(config["seed"])
     common = dict(batch_size=config["batch_size"], optimizer=opt, init_scale=config["init_scale"], seed=config["seed"])
-    method = config["method"]
+    method, units = config["method"], metrics.layer_units(net)
     t0 = time.perf_counter()
     if method in RULES:
         res = stochastic_bmr(net, ds, prior=prior, warmup_steps=sched["warmup"], steps_per_round=sched["steps_per_round"],
                              rounds=sched["rounds"], eval_samples=sched["eval_samples"], **RULES[method], **common)
         wall = time.perf_counter() - t0
-        return [{**row, "reduction": "iterative", "wall_time": wall} for row in res.history]
+        return [{**row, "reduction": "iterative", "wall_time": wall, **metrics.collapse_columns(row, units=units)}
+                for row in res.history]
     if method == "flat-map":
         epochs = max(1, math.ceil(steps * config["batch_size"] / len(ds.train.y)))
         params, _ = map_train(net, net.init(key), ds.train, prior_prec=1.0 / config["sigma0"] ** 2, epochs=epochs,
@@ -99,7 +101,7 @@ def run(config: dict) -> list[dict]:
         wall = time.perf_counter() - t0
         outs = np.asarray(net.apply(params, ds.test.x))[None]
         row = metrics.evaluate(outs, ds.test.y, params=params)
-        return [{**row, "reduction": "none", "round": 0, "step": epochs * (len(ds.train.y) // config["batch_size"]),
+        return [{**row, **metrics.collapse_columns(row), "reduction": "none", "round": 0, "step": epochs * (len(ds.train.y) // config["batch_size"]),
                  "pruned_fraction": 0.0, "train_time": wall, "wall_time": wall}]
     if method in ("flat-ff", "tiered-hs"):
         p = prior if method == "flat-ff" else priors.get(**PRIORS["tiered-hs"])

@@ -40,7 +40,8 @@ One row per prior and seed (``--seeds``) in ``<out>/svi_sparsity.csv``: accuracy
 ECE (20 equal-mass bins) of the pruned network, accuracy and NLL before pruning (``*_dense``), nodes kept overall and per layer, weight sparsity and compression ratio
 (total / nonzero parameters of the pruned network), FLOPs ratio (compacted / dense forward pass,
 2 × multiply–accumulates, ``sparsebnn.compact.flops``), wall time (compilation included) and
-steady-state steps per second.
+steady-state steps per second, ``collapsed`` / ``collapse_reason`` (:func:`sparsebnn.metrics.collapse_columns`;
+the printed summary adds the margin lost against map).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def run(config: dict) -> dict:
                                 compact_net=small))
     if masks is None:
         row.update(compression_ratio=metrics.compression_ratio(params), flops_ratio=1.0)
-    return row
+    return row | metrics.collapse_columns(row, units=metrics.layer_units(net))
 
 
 def optimiser_settings(prior: str, steps: int | None = None, lr: float | None = None, init_scale: float | None = None,

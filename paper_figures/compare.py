@@ -69,7 +69,7 @@ def _metric_panels(t: pd.DataFrame, panels, aspect=0.3):
     for ax, (col, name) in zip(axes, panels):
         several |= style.seed_points(ax, t, col, keys=keys, group_label=net_label)
         ax.set_ylabel(name)
-    style.legend(fig, keys, seeds=several)
+    style.legend(fig, keys, seeds=several, collapsed=style.any_collapsed(t))
     return fig, axes
 
 
@@ -224,7 +224,7 @@ def plot_creg(table: pd.DataFrame):
             lab.set_ha("right")
     axes[1].set_ylabel("fraction of nodes kept")
     axes[1].set_ylim(0, 1.05)
-    style.legend(fig, keys, seeds=several)
+    style.legend(fig, keys, seeds=several, collapsed=style.any_collapsed(t))
     return fig
 
 

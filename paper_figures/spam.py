@@ -63,13 +63,16 @@ def _panels(table: pd.DataFrame, line: str, mapping: dict, what: str, title: str
             mean = pd.DataFrame({"x": [v for x, _ in curves for v in x], "y": [v for _, y in curves for v in y]})
             mean = mean.groupby("x")["y"].mean()
             ax.plot(mean.index, mean.to_numpy(), **lk.line())
+            bad = rows.assign(_c=style.collapsed(rows)).groupby("sparsity")["_c"].any()
+            bad = bad[bad].index
+            style.mark_collapsed(ax, list(bad), mean.reindex(bad).to_numpy())
         ax.set_title(f"{title}, {'structured (nodes/filters)' if structured else 'unstructured'}")
         ax.set_xlabel("target sparsity")
     axes[0, 0].set_ylabel("test accuracy")
     axes[0, 0].set_ylim(top=1.01)
     style.zero_or_break(axes[0, 0])
     extra = [(Line2D([], [], color="0.4", lw=0.4, alpha=0.6), "one seed")] if several else []
-    style.legend(fig, [mapping[v] for v in values], kind="line", extra=extra)
+    style.legend(fig, [mapping[v] for v in values], kind="line", extra=extra, collapsed=style.any_collapsed(table))
     return fig
 
 

@@ -60,7 +60,7 @@ def plot_metrics(table: pd.DataFrame):
     axes[0].set_ylim(top=1.01)
     for ax in axes:
         style.zero_or_break(ax)
-    style.legend(fig, keys, seeds=several)
+    style.legend(fig, keys, seeds=several, collapsed=style.any_collapsed(t))
     return fig
 
 
@@ -84,6 +84,8 @@ def plot_rounds(table: pd.DataFrame):
                         ax.plot(g["round"], g[col], color=lk.color, lw=0.4, alpha=0.4, ls=lk.ls)
                 mean = rows.groupby("round")[col].mean()
                 ax.plot(mean.index, mean.to_numpy(), **lk.line())
+                bad = rows.assign(_c=style.collapsed(rows)).groupby("round")["_c"].any()
+                style.mark_collapsed(ax, mean.index[bad.to_numpy()], mean.to_numpy()[bad.to_numpy()])
         axes[0, j].set_title(net_label(net))
         axes[0, j].set_ylim(0, 1.02)
         axes[1, j].set_ylim(top=1.01)
@@ -93,7 +95,7 @@ def plot_rounds(table: pd.DataFrame):
     axes[0, 0].set_ylabel("pruned fraction")
     axes[1, 0].set_ylabel("test accuracy")
     extra = [(Line2D([], [], color="0.4", lw=0.4, alpha=0.6), "one seed")] if several else []
-    style.legend(fig, keys, kind="line", extra=extra)
+    style.legend(fig, keys, kind="line", extra=extra, collapsed=style.any_collapsed(it))
     return fig
 
 

@@ -9,6 +9,10 @@ Every figure function takes a results table and returns a ``matplotlib.figure.Fi
   entries share a colour + hatch + marker combination.
 * :func:`seed_points` draws a metric per category and method: every seed as a small dot and the mean
   with its 95 % t interval over seeds (a single seed: just the point).
+* Collapsed runs (column ``collapsed``, :func:`sparsebnn.results.mark_collapsed`, applied by :func:`read_table`)
+  are findings, not results: :func:`mark_collapsed` draws a black "×" over their point (and :func:`seed_points`
+  draws the method's marker hollow), and ``legend(..., collapsed=True)`` explains the mark
+  (:func:`any_collapsed`); the summary tables give the reason.
 * :func:`legend` puts a legend of methods outside the axes (:func:`legend_of`: of what the axes label), :func:`zero_or_break` makes a value axis
   start at zero or marks the break, :func:`plain_log_ticks` labels a log axis with plain numbers.
 """
@@ -31,6 +35,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from sparsebnn import intervals  # noqa: E402
+from sparsebnn.results import mark_collapsed as _flag_collapsed  # noqa: E402
 
 # Okabe–Ito palette (colour-blind safe), for categories that are not methods (layers, kinds, measures).
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -109,6 +114,8 @@ def in_order(keys: Iterable[str]) -> list[str]:
 
 WIDTH = {"single": 3.4, "double": 7.0}  # inches: one column / two columns
 BREAK_GID = "axis-break"  # gid of the artists of a broken-axis mark
+COLLAPSED_GID = "collapsed"  # gid of the "×" marks of collapsed runs
+COLLAPSED_LABEL = "collapsed run (reason in the summary)"
 BREAK_BELOW = 0.4  # zero_or_break: start at zero when the data reach below this fraction of the top
 
 RC = {
@@ -157,10 +164,12 @@ def legend(fig, keys: Iterable[str], kind: str = "point", loc: str = "outside ri
     """One legend of the methods ``keys`` outside the axes (``fig`` needs ``layout="constrained"``).
 
     Extra ``(handle, label)`` pairs for non-method entries go in ``extra=[...]``; ``seeds=True`` adds
-    the entries that explain :func:`seed_points` (seed dots, mean and interval).
+    the entries that explain :func:`seed_points` (seed dots, mean and interval), ``collapsed=True`` the
+    entry that explains :func:`mark_collapsed`.
     """
     keys = list(dict.fromkeys(keys))
     extra = list(kw.pop("extra", [])) + (seed_handles() if kw.pop("seeds", False) else [])
+    extra += collapse_handles() if kw.pop("collapsed", False) else []
     handles = [handle(k, kind) for k in keys] + [h for h, _ in extra]
     labels = [look(k).label for k in keys] + [lab for _, lab in extra]
     return fig.legend(handles, labels, loc=loc, frameon=False, **kw)
@@ -189,7 +198,8 @@ def seed_points(ax, table: pd.DataFrame, value: str, group: str = "net", key: st
                 group_label: Callable[[object], str] = str) -> bool:
     """Per ``group`` (x axis) and method ``key`` (offset within the group): the mean of ``value`` over
     the rows (one per seed) as the method's marker with its 95 % t interval, every seed as a small dot
-    just left of it. A single seed is drawn as just the method's marker. Returns whether any
+    just left of it. A single seed is drawn as just the method's marker. Where any of the rows collapsed
+    the marker is hollow with a "×" over it (:func:`mark_collapsed`). Returns whether any
     (group, method) had several seeds (then say so with ``legend(..., seeds=True)``)."""
     missing = {value, group, key} - set(table.columns)
     if missing:
@@ -213,8 +223,13 @@ def seed_points(ax, table: pd.DataFrame, value: str, group: str = "net", key: st
                            clip_on=False)
                 ax.errorbar(x + 0.1 * step, m, yerr=[[m - lo], [hi - m]], color=lk.color, lw=0.9, capsize=1.5,
                             zorder=3)
-            ax.plot(x + (0.1 * step if v.size > 1 else 0.0), m, ls="none", marker=lk.marker, color=lk.color,
-                    ms=marker_size(lk.marker), mec="white", mew=0.3, zorder=4, clip_on=False)
+            bad = collapsed(t.loc[(t[group] == g) & (t[key] == k)]).any()
+            xm = x + (0.1 * step if v.size > 1 else 0.0)
+            ax.plot(xm, m, ls="none", marker=lk.marker, color=lk.color, ms=marker_size(lk.marker),
+                    mec=lk.color if bad else "white", mfc="none" if bad else lk.color, mew=0.8 if bad else 0.3,
+                    zorder=4, clip_on=False)
+            if bad:
+                mark_collapsed(ax, [xm], [m])
     ax.set_xticks(range(len(groups)), [group_label(g) for g in groups])
     ax.set_xlim(-0.5, len(groups) - 0.5)
     return several
@@ -224,6 +239,28 @@ def seed_handles() -> list[tuple]:
     """Legend entries that explain :func:`seed_points` with several seeds."""
     return [(Line2D([], [], ls="none", marker="o", ms=2.5, color="0.4", alpha=0.6), "one seed"),
             (Line2D([], [], ls="-", marker="o", ms=4, color="0.4", lw=0.9), "mean, 95 % t interval")]
+
+
+def collapsed(rows: pd.DataFrame) -> np.ndarray:
+    """Per row, whether the run collapsed (column ``collapsed``; all False without it)."""
+    if "collapsed" not in rows:
+        return np.zeros(len(rows), bool)
+    return rows["collapsed"].eq(True).to_numpy()
+
+
+def any_collapsed(table: pd.DataFrame) -> bool:
+    """Whether any run of ``table`` collapsed (then pass ``collapsed=True`` to :func:`legend`)."""
+    return bool(collapsed(table).any())
+
+
+def mark_collapsed(ax, x, y) -> None:
+    """A black "×" over each point ``(x, y)`` of a collapsed run (gid :data:`COLLAPSED_GID`)."""
+    ax.plot(x, y, ls="none", marker="x", color="black", ms=5, mew=1.0, zorder=5, gid=COLLAPSED_GID)
+
+
+def collapse_handles() -> list[tuple]:
+    """The legend entry that explains :func:`mark_collapsed`."""
+    return [(Line2D([], [], ls="none", marker="x", color="black", ms=5, mew=1.0), COLLAPSED_LABEL)]
 
 
 def zero_or_break(ax, below: float = BREAK_BELOW) -> bool:
@@ -277,12 +314,13 @@ def save(fig, stem: str | Path) -> list[Path]:
 
 
 def read_table(results_dir: str | Path, name: str, **kw) -> pd.DataFrame | None:
-    """The results table ``results_dir/name``, or ``None`` when it is absent or empty."""
+    """The results table ``results_dir/name`` with its collapsed runs marked (:func:`sparsebnn.results.mark_collapsed`),
+    or ``None`` when it is absent or empty."""
     path = Path(results_dir) / name
     if not path.exists():
         return None
     table = pd.read_csv(path, **kw)
-    return None if table.empty else table
+    return None if table.empty else _flag_collapsed(table)
 
 
 def latest_per_seed(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:

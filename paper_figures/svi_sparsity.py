@@ -80,7 +80,7 @@ def plot(table: pd.DataFrame):
             ax.set_xticks([])
         fig.suptitle(settings[0], fontsize=8)
     extra = [(Line2D([], [], color=style.look("map").color, ls="--", lw=0.9), "MAP (unpruned)")] if has_map else []
-    style.legend(fig, keys, seeds=several, extra=extra)
+    style.legend(fig, keys, seeds=several, extra=extra, collapsed=style.any_collapsed(t[t["key"] != "map"]))
     return fig
 
 

@@ -16,6 +16,9 @@ predictive is ``p̄ = (1/S) Σ_s p_s``.
 * ``weight_sparsity`` = fraction of parameters exactly 0; ``compression_ratio`` = total / nonzero
 * ``node_sparsity`` = per layer, the fraction of nodes kept by a node mask
 * ``flops_ratio`` = FLOPs(compacted) / FLOPs(dense); the counts come from ``sparsebnn.compact.flops``
+* ``collapse_reason``: why a run is a collapse, not a result ("" when it is not): a layer emptied by
+  pruning, accuracy not above chance ``1/C`` (one-sided binomial test), or more than half of the
+  reference's (MAP's) margin over chance lost
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ from typing import Any
 import jax
 import numpy as np
 from scipy.special import log_softmax, logsumexp
+from scipy.stats import binom
 
 PROB_ATOL = 1e-4  # tolerance on Σ_c p_nc = 1 (float32 softmax outputs pass)
 BINNINGS = ("width", "mass")
+CHANCE_ALPHA = 0.01  # collapse_reason: accuracy above chance needs a one-sided binomial p-value below this
+MARGIN_LOSS = 0.5  # collapse_reason: a run that lost more than this fraction of the reference's margin over chance
 
 
 # ----------------------------------------------------------------------------- validation
@@ -231,6 +237,78 @@ def flops_ratio(compact_flops: float, dense_flops: float) -> float:
     return c / d
 
 
+# ----------------------------------------------------------------------------- collapse
+
+
+def chance_pvalue(accuracy: float, n: int, n_classes: int) -> float:
+    """One-sided binomial p-value of ``k = round(accuracy · n)`` correct out of ``n`` under guessing:
+    ``P(X >= k)``, ``X ~ Binomial(n, 1/C)`` (``scipy.stats.binomtest(k, n, 1/C, alternative="greater")``)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer; got {n!r}")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
+        raise ValueError(f"n_classes must be an integer >= 2; got {n_classes!r}")
+    if not (np.isfinite(accuracy) and 0.0 <= accuracy <= 1.0):
+        raise ValueError(f"accuracy must be a number in [0, 1]; got {accuracy!r}")
+    k = int(round(accuracy * n))
+    return float(binom.sf(k - 1, n, 1.0 / n_classes))
+
+
+def collapse_reason(
+    accuracy: float,
+    n: int,
+    n_classes: int,
+    *,
+    nodes_kept: Mapping[str, float] | None = None,
+    units: Mapping[str, str] | None = None,
+    reference_accuracy: float | None = None,
+    alpha: float = CHANCE_ALPHA,
+    max_margin_loss: float = MARGIN_LOSS,
+) -> str:
+    """Why a run collapsed, ``""`` when it did not; several reasons are joined by ``"; "``.
+
+    * a layer emptied: ``nodes_kept[layer] == 0`` → ``"pruned every <unit> of <layer>"`` (``units[layer]``,
+      default ``"node"``; ``"filter"`` for conv layers, :func:`layer_units`);
+    * not above chance: :func:`chance_pvalue` ``>= alpha`` (accuracy on ``n`` test points, chance ``1/C``);
+    * margin lost: with ``a0 = 1/C`` and a reference accuracy ``r > a0`` (MAP),
+      ``(accuracy − a0) < (1 − max_margin_loss) · (r − a0)``.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1); got {alpha!r}")
+    if not 0.0 < max_margin_loss < 1.0:
+        raise ValueError(f"max_margin_loss must lie in (0, 1); got {max_margin_loss!r}")
+    units = units or {}
+    reasons = [f"pruned every {units.get(name, 'node')} of {name}" for name, kept in (nodes_kept or {}).items()
+               if np.isfinite(kept) and kept == 0]
+    p = chance_pvalue(accuracy, n, n_classes)
+    chance = 1.0 / n_classes
+    if p >= alpha:
+        reasons.append(f"accuracy {accuracy:.3f} not above chance {chance:.3f} (binomial p = {p:.2g})")
+    if reference_accuracy is not None and np.isfinite(reference_accuracy) and reference_accuracy > chance:
+        lost = 1.0 - (accuracy - chance) / (reference_accuracy - chance)
+        if lost > max_margin_loss:
+            reasons.append(f"lost {lost:.0%} of the reference's margin over chance "
+                           f"(accuracy {accuracy:.3f} vs {reference_accuracy:.3f})")
+    return "; ".join(reasons)
+
+
+def layer_units(net) -> dict[str, str]:
+    """``{layer: "filter" | "node"}`` of a network's layers (conv layers have filters), for :func:`collapse_reason`."""
+    return {layer.name: "filter" if layer.kind == "conv" else "node" for layer in net.layers}
+
+
+def collapse_columns(row: Mapping[str, Any], *, units: Mapping[str, str] | None = None,
+                     reference_accuracy: float | None = None) -> dict[str, Any]:
+    """``{"collapsed", "collapse_reason"}`` of one classification row of :func:`evaluate` (its ``accuracy``,
+    ``n``, ``n_classes`` and ``nodes_kept/<layer>``), by :func:`collapse_reason`."""
+    missing = {"accuracy", "n", "n_classes"} - set(row)
+    if missing:
+        raise ValueError(f"row lacks {sorted(missing)}: pass a classification row of metrics.evaluate")
+    kept = {k.split("/", 1)[1]: float(v) for k, v in row.items() if k.startswith("nodes_kept/")}
+    reason = collapse_reason(float(row["accuracy"]), int(row["n"]), int(row["n_classes"]), nodes_kept=kept,
+                             units=units, reference_accuracy=reference_accuracy)
+    return {"collapsed": bool(reason), "collapse_reason": reason}
+
+
 # ----------------------------------------------------------------------------- one row per model
 
 
@@ -251,7 +329,7 @@ def evaluate(
     """One tidy row of metrics for one model (``pd.DataFrame(rows)`` stacks models).
 
     ``outputs``: predictive samples, logits ``(S, N, C)`` or regression means ``(S, N[, D])``.
-    Classification adds accuracy, nll, brier, ece (``ece_bins`` equal-width) and ece_mass
+    Classification adds n_classes, accuracy, nll, brier, ece (``ece_bins`` equal-width) and ece_mass
     (``ece_mass_bins`` equal-mass); regression adds rmse, and nll when ``noise_std`` is given.
     ``params`` (the pruned parameters) adds n_params, weight_sparsity, compression_ratio; ``masks``
     adds ``nodes_kept`` overall and ``nodes_kept/<layer>``; ``net`` and ``compact_net`` add
@@ -262,7 +340,7 @@ def evaluate(
     if task == "classification":
         a = _logits(outputs, "outputs")
         probs = predictive_probs(a)
-        row.update(n=a.shape[1], n_samples=a.shape[0], accuracy=accuracy(probs, y), nll=nll(a, y),
+        row.update(n=a.shape[1], n_samples=a.shape[0], n_classes=a.shape[2], accuracy=accuracy(probs, y), nll=nll(a, y),
                    brier=brier(probs, y), ece=ece(probs, y, ece_bins, "width"),
                    ece_mass=ece(probs, y, ece_mass_bins, "mass"))
     elif task == "regression":
@@ -290,6 +368,7 @@ def evaluate(
 
 
 __all__ = [
-    "BINNINGS", "PROB_ATOL", "accuracy", "brier", "compression_ratio", "ece", "evaluate", "flops_ratio",
-    "gaussian_nll", "node_sparsity", "nll", "predictive_probs", "rmse", "weight_sparsity",
+    "BINNINGS", "CHANCE_ALPHA", "MARGIN_LOSS", "PROB_ATOL", "accuracy", "brier", "chance_pvalue", "collapse_columns",
+    "collapse_reason", "compression_ratio", "ece", "evaluate", "flops_ratio", "gaussian_nll", "layer_units",
+    "node_sparsity", "nll", "predictive_probs", "rmse", "weight_sparsity",
 ]

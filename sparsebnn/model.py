@@ -96,19 +96,23 @@ class BNN:
     def init_sites(self, key: jax.Array, params: Params | None = None, n_data: int | None = None) -> dict:
         """Site values whose effective parameters are ``params`` (default ``net.init(key)``).
 
-        Positive hyperparameters (scales) start at their prior median (``icdf(1/2)``) or, where
-        that is not available, their prior mean (1 if infinite) — no sampling, so nothing slow to
-        compile; other continuous sites at ``init_to_median``. Indicators start at 1, centred
-        weights at ``params``, non-centred ones at ``params / scale``.
+        Hyperparameters the prior fits to ``params`` (:meth:`sparsebnn.priors.Prior.init_values`, e.g. the
+        horseshoe's global scale) start there; other positive hyperparameters (scales) at their prior median
+        (``icdf(1/2)``) or, where that is not available, their prior mean (1 if infinite) — no sampling, so
+        nothing slow to compile; other continuous sites at ``init_to_median``. Indicators start at 1,
+        centred weights at ``params``, non-centred ones at ``params / scale``.
         """
         k_init, k_med = jax.random.split(key)
         params = self.net.init(k_init) if params is None else params
         names = sites.leaf_names(params)
         median = init_to_median(num_samples=15)
+        fitted = self.prior.init_values(self.net, params)
 
         def start(site):
             if site["type"] != "sample" or site["is_observed"]:
                 return None
+            if site["name"] in fitted:
+                return jnp.broadcast_to(jnp.asarray(fitted[site["name"]]), site["fn"].shape())
             if sites.weight_path(site["name"], names) is not None:
                 return jnp.ones(site["fn"].shape())
             if site["fn"].support is dist.constraints.boolean:

@@ -23,8 +23,9 @@ Scores are pytrees shaped like ``params``; a **low score means prune first**.
 scores globally over all parameters of the network's layers (``w`` and ``b``, output layer
 included); parameters outside layers are never pruned. **Structured** masks (:func:`node_mask`)
 sum scores over each node's incoming group ``(w[..., j], b[j])`` (``nets.node_groups``) and drop
-the ``round(s · n_nodes)`` lowest nodes of every prunable layer (at least one node is kept; the
-output layer's nodes are never pruned). Node masks are ``{layer: bool (n_nodes,)}``, the form the
+the ``round(s · n_nodes)`` lowest nodes of every prunable layer (``scope="layer"``) or of all prunable
+layers ranked together (``scope="global"``); at least one node of every layer is kept and the
+output layer's nodes are never pruned. Node masks are ``{layer: bool (n_nodes,)}``, the form the
 compaction module consumes; :func:`sparsebnn.masks.to_weights` turns them into weight masks.
 """
 
@@ -230,20 +231,41 @@ def weight_mask(net: Network, scores_: Params, sparsity: float) -> Params:
     return _weight_mask(_flags(net, scores_), scores_, float(sparsity))
 
 
-def node_mask(net: Network, scores_: Params, sparsity: float) -> dict[str, jax.Array]:
-    """Structured mask ``{layer: bool (n_nodes,)}``: per prunable layer drop the ``round(s · n)`` nodes
-    (at most ``n − 1``) with the lowest summed group score."""
+SCOPES = ("layer", "global")
+
+
+def node_mask(net: Network, scores_: Params, sparsity: float, scope: str = "layer") -> dict[str, jax.Array]:
+    """Structured mask ``{layer: bool (n_nodes,)}`` from the summed group scores ``g_j = Σ_{i ∈ group j} s_i``.
+
+    ``scope="layer"``: per prunable layer drop the ``round(s · n_l)`` nodes (at most ``n_l − 1``) with the
+    lowest ``g``. ``scope="global"``: rank the nodes of all prunable layers together and drop the
+    ``round(s · Σ n_l)`` lowest, the best node of every layer excepted (an empty layer makes the network a
+    constant; OPD group scores are second-order loss increases, comparable across layers).
+    """
     _check_sparsity(sparsity)
     _check_scores(scores_)
-    out = {}
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}; got {scope!r}")
+    groups = {}
     for layer in net.prunable_layers:
         g = node_groups(scores_, layer).sum(axis=1)
         if bool(jnp.any(jnp.isinf(g))):
             raise ValueError(f"layer {layer.name!r}: infinite group scores (use one-shot synflow for structured masks)")
-        n = layer.n_nodes
-        k = min(int(round(sparsity * n)), n - 1)
-        out[layer.name] = jnp.ones(n, bool).at[jnp.argsort(g, stable=True)[:k]].set(False)
-    return out
+        groups[layer.name] = g
+    if scope == "layer":
+        return {name: _drop_lowest(g, min(int(round(sparsity * g.size)), g.size - 1)) for name, g in groups.items()}
+    if not groups:
+        return {}
+    protected = [g.at[jnp.argmax(g)].set(jnp.inf) for g in groups.values()]  # each layer's best node stays
+    flat = jnp.concatenate(protected)
+    keep = _drop_lowest(flat, min(int(round(sparsity * flat.size)), flat.size - len(groups)))
+    bounds = np.cumsum([0, *(g.size for g in groups.values())])
+    return {name: keep[a:b] for name, a, b in zip(groups, bounds[:-1], bounds[1:])}
+
+
+def _drop_lowest(g: jax.Array, k: int) -> jax.Array:
+    """Bool keep mask of ``g`` without its ``k`` lowest entries (ties by position)."""
+    return jnp.ones(g.size, bool).at[jnp.argsort(g, stable=True)[:k]].set(False)
 
 
 def masks_at(net: Network, scores_: Params, sparsities: Sequence[float] = SPARSITIES, structured: bool = False) -> dict:

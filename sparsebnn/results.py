@@ -48,6 +48,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -294,3 +295,57 @@ def run_grid(
         if not store.done(config):
             store.add(config, run(config))
     return read_table(path)
+
+
+# ----------------------------------------------------------------------------- collapsed runs
+
+# the reference arm of a comparison table: column -> its values, the first present wins (MAP)
+REFERENCE_ARMS = {"method": ("map", "flat-map"), "prior": ("map",)}
+REFERENCE_MATCH = ("dataset", "net", "seed")  # a run is compared with the reference run of the same cell and seed
+
+
+def _reasons(*texts) -> str:
+    """Reason strings (``"; "``-joined) merged, duplicates dropped, order kept."""
+    parts = [p for t in texts if isinstance(t, str) for p in t.split("; ") if p]
+    return "; ".join(dict.fromkeys(parts))
+
+
+def mark_collapsed(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``collapsed`` / ``collapse_reason`` completed against the reference arm.
+
+    Run rows carry their own reasons (:func:`sparsebnn.metrics.collapse_columns`: an emptied layer,
+    accuracy not above chance). Here every row of a comparison table (a column of :data:`REFERENCE_ARMS`
+    holding its reference, MAP) is also checked for the margin over chance lost against the reference's
+    mean accuracy in the same :data:`REFERENCE_MATCH` cell (:func:`sparsebnn.metrics.collapse_reason`).
+    Tables without ``accuracy``, ``n`` and ``n_classes`` come back unchanged (regression, older tables).
+    """
+    from sparsebnn.metrics import collapse_reason
+
+    if table.empty or not {"accuracy", "n", "n_classes"} <= set(table):
+        return table
+    arm = next((c for c in REFERENCE_ARMS if c in table), None)
+    ref_value = next((r for r in REFERENCE_ARMS.get(arm, ()) if r in set(table[arm])), None) if arm else None
+    reference = pd.Series(np.nan, index=table.index)
+    if ref_value is not None:
+        match = [c for c in REFERENCE_MATCH if c in table]
+        refs = table[table[arm] == ref_value].groupby(match, dropna=False)["accuracy"].mean().rename("_ref")
+        reference = table[match].join(refs, on=match)["_ref"] if match else pd.Series(refs.iloc[0], table.index)
+    own = table["collapse_reason"].astype(object) if "collapse_reason" in table else pd.Series("", index=table.index)
+    reasons = [_reasons(o, collapse_reason(float(a), int(n), int(c), reference_accuracy=None if np.isnan(r) else r))
+               if np.isfinite(a) and np.isfinite(n) and np.isfinite(c) else _reasons(o)
+               for o, a, n, c, r in zip(own.fillna(""), table["accuracy"], table["n"], table["n_classes"], reference)]
+    return table.assign(collapsed=[bool(r) for r in reasons], collapse_reason=reasons)
+
+
+def collapse_note(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per ``keys`` group, column ``collapsed``: ``""`` when no run collapsed, else ``"k/n: <reason>"``
+    (the most frequent reason of the ``k`` collapsed runs out of ``n``)."""
+    if "collapsed" not in table:
+        return table[keys].drop_duplicates().assign(collapsed="")
+
+    def note(g):
+        bad = g[g["collapsed"].eq(True)]
+        return "" if bad.empty else f"{len(bad)}/{len(g)}: {bad['collapse_reason'].astype(object).fillna('').mode().iloc[0]}"
+
+    groups = table.groupby(keys, sort=False, dropna=False)
+    return groups[["collapsed", "collapse_reason"]].apply(note).rename("collapsed").reset_index()

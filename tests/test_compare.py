@@ -28,9 +28,9 @@ def test_quick_table(quick, capsys):
     assert by["map", "none"].weight_sparsity == 0 and by["map", "none"].flops_ratio == 1
     # OPD prunes exactly the stated fraction of all layer parameters (the MLP has only layers) ...
     assert by["laplace-opd", "opd-weight"].weight_sparsity == pytest.approx(0.8, abs=1e-3)
-    # ... and half of the nodes of each hidden layer, so the compacted network is cheaper.
+    # ... and half of all hidden nodes, ranked together (no layer emptied), so the compacted network is cheaper.
     node = saved[saved["pruning"] == "opd-node"].iloc[0]
-    assert node["nodes_kept/dense_0"] == node["nodes_kept/dense_1"] == 0.5
+    assert node["nodes_kept"] == 0.5 and node["nodes_kept/dense_0"] > 0 and node["nodes_kept/dense_1"] > 0
     assert 0 < node["flops_ratio"] < 1
     assert ((saved["accuracy"] > 0.1) & (saved["accuracy"] <= 1)).all()
     # Per-run posterior summaries.
@@ -70,3 +70,29 @@ def test_creg_plot_and_labels():
 def test_bad_net():  # nets.build's errors: tests/test_nets.py
     with pytest.raises(SystemExit):
         compare.main(["--nets", "alexnet"])
+
+
+def test_a_collapsed_run_is_flagged_in_the_row_the_summary_and_the_figure(tmp_path, monkeypatch, capsys):
+    """Quick scale: MAP pruned of every node of its first layer (a constant predictor) is flagged, not a result."""
+    from experiments import all as reproduce
+
+    def prune_all(post, config):
+        nodes = {l.name: np.arange(l.n_nodes) < (0 if l.name == "dense_0" else l.n_nodes) for l in post.net.prunable_layers}
+        return "all", nodes, nodes
+
+    monkeypatch.setitem(compare.RECIPES, "map", compare.Method(compare.fit_map, (compare.no_pruning, prune_all), True))
+    table = compare.main(["--quick", "--out", str(tmp_path), "--nets", "mlp", "--methods", "map", "--steps", "60"])
+    saved = pd.read_csv(tmp_path / "compare.csv").set_index("pruning")
+    assert not saved.loc["none", "collapsed"] and pd.isna(saved.loc["none", "collapse_reason"])
+    assert saved.loc["all", "collapsed"]
+    assert saved.loc["all", "collapse_reason"].startswith("pruned every node of dense_0; accuracy")
+    printed = capsys.readouterr().out
+    assert "1/1: pruned every node of dense_0" in printed  # the experiment's own summary
+    summary = reproduce.summarise(pd.read_csv(tmp_path / "compare.csv")).set_index("pruning")
+    assert summary.loc["none", "collapsed"] == "" and summary.loc["all", "collapsed"].startswith(
+        "1/1: pruned every node of dense_0; accuracy")
+    assert "pruned every node of dense_0" in reproduce.to_markdown(summary.reset_index())
+    t = figs.keyed(table.assign(pruning="none", collapsed=table["collapsed"].astype(bool)).iloc[1:])
+    fig = figs.plot_metrics(t)
+    assert any(a.get_gid() == "collapsed" for ax in fig.axes for a in ax.lines)
+    assert "collapsed run (reason in the summary)" in [x.get_text() for x in fig.legends[0].get_texts()]

@@ -479,3 +479,32 @@ def test_demo_table_notes_known_weak_rows():
     assert notes[0].startswith("[1] horseshoe (bmr): under-trained") and notes[1].startswith("[2] laplace-opd (opd-node)")
     summary.loc[1, "accuracy"] = 0.95  # no longer weak: no stale note
     assert list(demo.with_notes(summary)[0]["note"]) == ["", "", "", "[1]", ""]
+
+
+def test_collapsed_runs_are_marked_in_curves_and_points(tmp_path):
+    """A collapsed run is drawn with a black "×" (gid "collapsed") exactly where it lies, and the legend explains it;
+    read_table completes the flags against MAP (n, n_classes given)."""
+    rows = [dict(net="lenet", method=m, reduction="iterative", round=r, seed=0, pruned_fraction=r / 2,
+                 accuracy=acc, nll=0.2, ece=0.02, n=360, n_classes=10, collapsed=acc < 0.2,
+                 collapse_reason="pruned every filter of conv_1" if acc < 0.2 else "")
+            for m, accs in (("bmr", (0.95, 0.95, 0.96)), ("bmr-node", (0.95, 0.09, 0.09))) for r, acc in enumerate(accs)]
+    rows.append(dict(net="lenet", method="flat-map", reduction="none", round=0, seed=0, pruned_fraction=0.0,
+                     accuracy=0.97, nll=0.1, ece=0.01, n=360, n_classes=10, collapsed=False, collapse_reason=""))
+    rows.append(dict(net="lenet", method="tiered-hs", reduction="none", round=0, seed=0, pruned_fraction=0.0,
+                     accuracy=0.4, nll=1.0, ece=0.1, n=360, n_classes=10, collapsed=False, collapse_reason=""))
+    pd.DataFrame(rows).to_csv(tmp_path / "stochastic_bmr.csv", index=False)
+    table = style.read_table(tmp_path, "stochastic_bmr.csv")
+    hs = table[table["method"] == "tiered-hs"].iloc[0]
+    assert hs["collapsed"] and hs["collapse_reason"].startswith("lost 66% of the reference's margin")  # 1 - .3 / .87
+    fig = stochastic_bmr.plot_rounds(table)
+    marks = [l for ax in fig.axes for l in ax.lines if l.get_gid() == style.COLLAPSED_GID]
+    assert sorted(x for l in marks for x in l.get_xdata()) == [1, 1, 2, 2]  # both panels, bmr-node rounds 1, 2
+    assert style.COLLAPSED_LABEL in [t.get_text() for t in fig.legends[0].get_texts()]
+    fig = stochastic_bmr.plot_metrics(table)
+    assert any(l.get_gid() == style.COLLAPSED_GID for ax in fig.axes for l in ax.lines)
+    spam_rows = pd.DataFrame([dict(net="mlp", structure="map", criterion="random", structured=False, sparsity=s, seed=0,
+                                   dense_accuracy=0.97, accuracy=a, collapsed=a < 0.2, log_marglik=-1.0)
+                              for s, a in ((0.5, 0.9), (0.9, 0.1))])
+    fig = spam.plot_criteria(spam_rows, "map")
+    marks = [l for ax in fig.axes for l in ax.lines if l.get_gid() == style.COLLAPSED_GID]
+    assert [(x, y) for l in marks for x, y in zip(l.get_xdata(), l.get_ydata())] == [(0.9, 0.1)]

@@ -306,3 +306,56 @@ GOOD_P = np.array([[0.7, 0.3], [0.2, 0.8]])
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ----------------------------------------------------------------------------- collapse
+
+
+@pytest.mark.parametrize("k, n, c", [(0, 10, 10), (1, 10, 10), (3, 10, 10), (20, 100, 10), (60, 100, 2), (360, 360, 10),
+                                     (45, 359, 10)])
+def test_chance_pvalue_is_the_one_sided_binomial_test(k, n, c):
+    want = stats.binomtest(k, n, 1 / c, alternative="greater").pvalue
+    assert metrics.chance_pvalue(k / n, n, c) == pytest.approx(want, rel=1e-12, abs=1e-300)
+
+
+def test_collapse_reason_hand_made_cases():
+    # 0.095 on 360 digits: chance (k = 34, p ≈ 0.6)
+    assert metrics.collapse_reason(0.095, 360, 10).startswith("accuracy 0.095 not above chance 0.100 (binomial p = 0.6")
+    assert metrics.collapse_reason(0.97, 360, 10) == ""
+    # 0.19 is far above chance on 360 points (p ≈ 1e-6) but lost 90 % of MAP's margin: 1 - 0.09 / 0.87
+    assert metrics.collapse_reason(0.19, 360, 10) == ""
+    assert metrics.collapse_reason(0.19, 360, 10, reference_accuracy=0.97) == (
+        "lost 90% of the reference's margin over chance (accuracy 0.190 vs 0.970)")
+    assert metrics.collapse_reason(0.60, 360, 10, reference_accuracy=0.97) == ""  # lost 43 %: kept
+    assert metrics.collapse_reason(0.5, 360, 10, reference_accuracy=0.08) == ""  # a reference at chance gives no margin
+    kept = {"conv_0": 0.5, "conv_1": 0.0, "dense_0": 0.0}
+    units = {"conv_0": "filter", "conv_1": "filter", "dense_0": "node"}
+    assert metrics.collapse_reason(0.089, 360, 10, nodes_kept=kept, units=units).split("; ")[:2] == [
+        "pruned every filter of conv_1", "pruned every node of dense_0"]
+    assert metrics.collapse_reason(1.0, 10, 2, nodes_kept={"dense_0": 0.0}) == "pruned every node of dense_0"
+    assert "p = 0.011" in metrics.collapse_reason(0.9, 10, 2)  # 9 of 10: p = 11 / 1024, not below 0.01
+    # 6 of 10 right between two classes is no evidence of learning (p = 0.377)
+    assert "binomial p = 0.38" in metrics.collapse_reason(0.6, 10, 2)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(accuracy=1.2), "accuracy"), (dict(accuracy=float("nan")), "accuracy"), (dict(n=0), "n must"),
+    (dict(n=2.5), "n must"), (dict(n_classes=1), "n_classes"), (dict(alpha=0.0), "alpha"),
+    (dict(max_margin_loss=1.0), "max_margin_loss")])
+def test_collapse_reason_bad_input(kwargs, match):
+    args = dict(accuracy=0.5, n=10, n_classes=10) | kwargs
+    with pytest.raises(ValueError, match=match):
+        metrics.collapse_reason(args.pop("accuracy"), args.pop("n"), args.pop("n_classes"), **args)
+
+
+def test_collapse_columns_of_an_evaluate_row():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 200)
+    good = metrics.evaluate(np.eye(10)[y][None] * 5.0, y, masks={"conv_0": np.ones(4, bool)})
+    assert good["n_classes"] == 10
+    assert metrics.collapse_columns(good) == {"collapsed": False, "collapse_reason": ""}
+    empty = metrics.evaluate(np.zeros((1, 200, 10)), y, masks={"conv_0": np.zeros(4, bool), "dense_0": np.ones(3, bool)})
+    flags = metrics.collapse_columns(empty, units={"conv_0": "filter"})
+    assert flags["collapsed"] and flags["collapse_reason"].startswith("pruned every filter of conv_0; accuracy")
+    with pytest.raises(ValueError, match="classification row"):
+        metrics.collapse_columns(metrics.evaluate(np.zeros((1, 5)), np.zeros(5), task="regression"))

@@ -102,6 +102,19 @@ def test_init_sites_reproduce_network_init():
         model.params({"dense_0.w": jnp.zeros((3, 4))})
 
 
+def test_horseshoe_global_scale_starts_at_the_rms_of_the_initial_weights():
+    """Non-centred tiered horseshoe: τ_L = √(mean w²) of layer L, so the ε = w / (τ λ̃) start at unit scale."""
+    model = BNN(NET, priors.get(name="tiered-horseshoe"))
+    params0 = NET.init(jax.random.key(7))
+    v = model.init_sites(jax.random.key(1), params0, n_data=50)
+    for layer in NET.layers:
+        w = np.asarray(params0[layer.name]["w"])
+        np.testing.assert_allclose(v[f"{layer.name}.tau"], np.sqrt(np.mean(w**2)), rtol=1e-6)
+        eps = np.asarray(v[f"{layer.name}.w_decentered"])
+        assert 0.5 < np.sqrt(np.mean(eps**2)) < 1.5  # unit scale (≈ 1 up to the slab cap and the node-wise λ = 1)
+    assert priors.Gaussian().init_values(NET, params0) == {}
+
+
 def test_predictive_draws_labels():
     x, _ = data(5)
     samples = Predictive(BNN(NET, priors.SpikeSlabIG(pi=0.5)), num_samples=7)(jax.random.key(0), x)

@@ -338,3 +338,20 @@ def test_bad_input_raises():
         prune.node_mask(DEEP, prune.synflow(DEEP, params, 0.5, n_iter=2), 0.5)
     with pytest.raises(ValueError, match="temperature"):
         prune.grasp(DEEP, params, linear_data(d=5), temperature=0.0)
+
+
+def test_global_node_masks_rank_all_layers_together_and_keep_one_node_per_layer():
+    """DEEP: dense_0 (6 nodes) scores 10..15, dense_1 (4 nodes) scores 1..4: global pruning takes dense_1 first
+    but leaves its best node; 'layer' takes the same fraction of each layer."""
+    sc = jax.tree.map(jnp.zeros_like, DEEP.init(jax.random.PRNGKey(0)))
+    sc["dense_0"]["b"] = jnp.arange(10.0, 16.0)
+    sc["dense_1"]["b"] = jnp.array([3.0, 1.0, 4.0, 2.0])
+    glob = {k: np.asarray(v) for k, v in prune.node_mask(DEEP, sc, 0.4, scope="global").items()}
+    np.testing.assert_array_equal(glob["dense_1"], [False, False, True, False])  # 4 of 10 pruned: 3 + the lowest
+    np.testing.assert_array_equal(glob["dense_0"], [False, True, True, True, True, True])
+    every = {k: np.asarray(v) for k, v in prune.node_mask(DEEP, sc, 0.99, scope="global").items()}
+    assert [m.sum() for m in every.values()] == [1, 1] and every["dense_0"][5] and every["dense_1"][2]
+    layer = prune.node_mask(DEEP, sc, 0.5, scope="layer")
+    assert [int(np.sum(~np.asarray(m))) for m in layer.values()] == [3, 2]
+    with pytest.raises(ValueError, match="scope"):
+        prune.node_mask(DEEP, sc, 0.5, scope="net")

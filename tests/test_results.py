@@ -248,3 +248,23 @@ def test_unwritable_output_fails_before_the_first_configuration(tmp_path, where)
     assert calls == []
     with pytest.raises(SystemExit):
         parser("x", "test").parse_args(["--out", str(folder)])
+
+
+def test_mark_collapsed_against_map_of_the_same_seed_and_collapse_note():
+    import numpy as np
+
+    from sparsebnn.results import collapse_note, mark_collapsed
+
+    t = pd.DataFrame(dict(net="mlp", method=["map", "x", "x", "y", "map"], seed=[0, 0, 1, 0, 1],
+                          accuracy=[0.97, 0.2, 0.5, np.nan, 0.6], n=360.0, n_classes=10.0,
+                          collapsed=[False, np.nan, False, True, False],
+                          collapse_reason=[np.nan, np.nan, np.nan, "pruned every node of dense_0", np.nan]))
+    m = mark_collapsed(t)
+    assert list(m["collapsed"]) == [False, True, False, True, False]
+    assert m.loc[1, "collapse_reason"] == "lost 89% of the reference's margin over chance (accuracy 0.200 vs 0.970)"
+    assert m.loc[2, "collapse_reason"] == ""  # seed 1's MAP is 0.6: 0.5 keeps 80 % of its margin
+    assert m.loc[3, "collapse_reason"] == "pruned every node of dense_0"  # the row's own reason stays
+    notes = collapse_note(m, ["method"]).set_index("method")["collapsed"]
+    assert notes.to_dict() == {"map": "", "x": "1/2: " + m.loc[1, "collapse_reason"], "y": "1/1: pruned every node of dense_0"}
+    regression = pd.DataFrame(dict(method=["map"], rmse=[0.1]))
+    assert mark_collapsed(regression) is regression

@@ -86,6 +86,11 @@ class Prior:
         """Network-level quantities the layers need (e.g. inclusion probabilities); none by default."""
         return {}
 
+    def init_values(self, net: Network, params: Params) -> dict[str, jax.Array]:
+        """Starting values of hyperparameter sites fitted to the initial weights ``params``
+        (:meth:`sparsebnn.model.BNN.init_sites`); none by default (prior medians)."""
+        return {}
+
     def layer_prior(self, layer: Layer, shape: dict, context: dict) -> dict:
         raise NotImplementedError
 

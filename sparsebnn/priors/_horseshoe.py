@@ -57,6 +57,20 @@ class RegularizedHorseshoe(Prior):
         if self.slab_df is not None:
             positive(self.slab_df, "slab_df")
 
+    def init_values(self, net, params) -> dict:
+        """``L.tau`` at the RMS of the layer's initial weights, ``τ_L = √(mean w²)``, so that the non-centred
+        ``ε = w / (τ λ̃)`` start at unit scale (λ starts at its median 1, and ``τ λ̃ ≈ τ`` while ``τ ≪ c``).
+
+        At the prior median ``τ0 = 1e-2`` instead, He-initialised weights need ``|ε| ≈ 10–20`` under their
+        ``N(0, 1)`` prior: the KL then dominates the ELBO (≈ 330 nats per example on the 64-100-100-10 MLP
+        after 4,000 steps) and SVI spends its steps shrinking ε instead of fitting (0.83 test accuracy).
+        """
+        out = {}
+        for layer in net.layers:
+            rms = jnp.sqrt(jnp.mean(jnp.square(params[layer.name]["w"])))
+            out[f"{layer.name}.tau"] = jnp.where(rms > 0, rms, self.tau0)
+        return out
+
     def layer_prior(self, layer: Layer, shape: dict, context: dict) -> dict:
         L = layer.name
         tau = numpyro.sample(f"{L}.tau", dist.HalfCauchy(self.tau0))
