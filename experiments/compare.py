@@ -62,6 +62,7 @@ from sparsebnn.results import atomic_write, config_key
 NETS = {
     "mlp": ("mlp", {}),
     "lenet": ("lenet5", {"padding": "SAME"}),
+    "lenet-caffe": ("lenet5_caffe", {}),  # LeNet-5-Caffe (20-50 conv, 500 dense): SAME padding on 8x8 digits
     "vit": ("vit", {"patch": 2, "width": 32, "depth": 2, "heads": 4}),
     "mixer": ("mixer", {"patch": 2, "width": 32, "depth": 2}),
 }

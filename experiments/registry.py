@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+CPU_DATASETS = ("digits", "mnist5k")
 
 
 class Experiment(NamedTuple):
@@ -29,18 +30,26 @@ def _per_dataset(*args: str) -> tuple[tuple[str, ...], ...]:
     return tuple((*args, "--dataset", d) for d in IMAGE_DATASETS)
 
 
+def _cpu(*args: str) -> tuple[tuple[str, ...], ...]:
+    """CPU scale of the comparisons: the embedded datasets (digits, and the 5,000 real MNIST images)."""
+    return tuple((*args, "--dataset", d) for d in CPU_DATASETS)
+
+
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("compare", "main comparison: priors x inference schemes (accuracy, NLL, ECE, sparsity, time)",
-               cpu=((),), full=_per_dataset("--nets", "mlp", "lenet", "vit", "mixer"), seeds=True, distributed=True),
+               cpu=_cpu("--nets", "mlp", "lenet-caffe"), full=_per_dataset("--nets", "mlp", "lenet", "vit", "mixer"),
+               seeds=True, distributed=True),
     Experiment("svi_sparsity", "SVI with each sparsity prior: accuracy, calibration, node sparsity, compression",
-               cpu=(("--hidden", "100", "100", "--steps", "3000", "--samples", "32"),),
+               cpu=(*_cpu("--hidden", "100", "100", "--steps", "3000", "--samples", "32"),
+                    *_cpu("--net", "lenet5_caffe", "--steps", "3000", "--samples", "32")),
                full=(("--dataset", "mnist"), ("--dataset", "fashion_mnist"),
                      ("--dataset", "cifar10", "--net", "lenet5")), seeds=True, distributed=True),
     Experiment("stochastic_bmr", "iterative (stochastic) BMR vs flat/tiered baselines over training",
-               cpu=(("--net", "mlp", "lenet"),), full=_per_dataset("--net", "mlp", "lenet", "vit", "mixer"), seeds=True,
+               cpu=_cpu("--net", "mlp", "lenet-caffe"), full=_per_dataset("--net", "mlp", "lenet", "vit", "mixer"), seeds=True,
                distributed=True),
     Experiment("spam", "SpaM: accuracy vs sparsity per pruning criterion (Laplace marginal likelihood)",
-               cpu=(("--net", "mlp"),), full=_per_dataset("--net", "mlp", "lenet"), seeds=True, distributed=True),
+               cpu=_cpu("--net", "mlp", "lenet-caffe"), full=_per_dataset("--net", "mlp", "lenet"), seeds=True,
+               distributed=True),
     Experiment("bmr_exact", "BMR vs exact Savage-Dickey on conjugate regressions", cpu=((),), full=((),),
                distributed=True),
     Experiment("svi_vs_nuts", "SVI vs NUTS: marginals, inclusion, BMR decisions, predictive bands",

@@ -33,7 +33,7 @@ from sparsebnn.infer import laplace, log_marglik
 
 STRUCTURES = ("map", "scalar", "layer", "node", "unit", "parameter")
 QUICK_STRUCTURES = ("map", "parameter")
-NETS = {"mlp": ("mlp", {}), "lenet": ("lenet5", {})}  # --net -> (sparsebnn.nets.build name, options)
+NETS = {"mlp": ("mlp", {}), "lenet": ("lenet5", {}), "lenet-caffe": ("lenet5_caffe", {})}  # --net -> (sparsebnn.nets.build name, options)
 
 FULL = dict(epochs=100, marglik_every=5, marglik_burnin=10, hyper_steps=50, sparsities=prune.SPARSITIES,
             hidden=(100, 100))

@@ -43,6 +43,7 @@ from sparsebnn.reduction import pruned_fraction, reduce, stochastic_bmr
 NETS = {
     "mlp": ("mlp", {}),
     "lenet": ("lenet5", {}),
+    "lenet-caffe": ("lenet5_caffe", {}),
     "vit": ("vit", {"patch": 2, "width": 32, "depth": 2, "heads": 4}),
     "mixer": ("mixer", {"patch": 2, "width": 32, "depth": 2}),
 }
