@@ -247,7 +247,7 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
     if config["method"] == "svi":
         row["final_loss"] = final_loss(post)
     else:
-        row.update(post.diagnostics.row("nuts_"))
+        row.update(post.diagnostics_row("nuts_"))
 
     if out_dir is not None:
         store = ResultsStore(Path(out_dir) / DRAWS)
@@ -352,7 +352,7 @@ def nuts_vs_svi(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     keys = ["prior", "pi", "n", "width", "seed"]
     cols = ["dh_mean", "recovered"] + [c for c in table.columns if c.split("_")[0] in ("kept", "tp", "fp")]
-    extra = [c for c in ("warmup", "samples", "chains", "tree_depth", "nuts_ok", "nuts_max_rhat", "nuts_min_ess_bulk",
+    extra = [c for c in ("warmup", "samples", "chains", "tree_depth", "nuts_ok", "nuts_inv_max_rhat", "nuts_raw_max_rhat", "nuts_inv_min_ess_bulk",
                          "wall_s") if c in ref]
     merged = ref[keys + cols + extra].merge(
         table[table["method"] == "svi"][keys + cols], on=keys, how="left", suffixes=("_nuts", "_svi"))

@@ -48,8 +48,11 @@ permutations and sign flips then put chains in symmetric copies of the posterior
 R-hat fails by construction. A dict of site values (e.g. from an SVI fit) is used for every chain.
 
 **Diagnostics.** Via ArviZ (:mod:`sparsebnn.diagnostics`): R-hat (rank and folded) ≤ 1.01, bulk and
-tail ESS ≥ 100 per chain, no divergences, E-BFMI ≥ 0.3, on every element of every latent site.
-A failed run is returned with ``ok=False`` and its ``problems`` listed, and warns loudly.
+tail ESS ≥ 100 per chain, no divergences, E-BFMI ≥ 0.3. The verdict (``ok``, ``diagnostics``) is on
+what the posterior identifies (:mod:`sparsebnn.invariants`: log-likelihood, outputs at probe inputs,
+active nodes, sorted node norms, scalar sites); the same checks on every element of every latent site
+are kept as ``raw_diagnostics`` (they fail between chains in relabelled copies of a mode). A failed
+run is returned with ``ok=False`` and its ``problems`` listed, and warns loudly.
 """
 
 from __future__ import annotations
@@ -466,9 +469,14 @@ def kde_log_density_at_zero(draws: np.ndarray, return_bandwidth: bool = False):
 class NUTSPosterior(ModelPosterior):
     """Draws of every latent site of ``model``, ``samples[site]`` shaped ``(chains, draws, *shape)``.
 
-    ``trace``: the ArviZ DataTree; ``diagnostics``: its verdict; ``wall_time``: seconds of
-    ``MCMC.run`` (warm-up, sampling and compilation); ``n_leapfrog``: leapfrog steps after warm-up,
-    all chains; ``indicator_probs`` (``indicators="enumerate"`` only): ``p(z = 1 | θ, y)`` per draw.
+    ``trace``: the ArviZ DataTree of the sites; ``invariants``: the relabelling-invariant functionals of
+    every draw (:func:`sparsebnn.invariants.invariant_quantities`: log-likelihood, outputs at probe inputs,
+    active nodes, sorted node norms, scalar sites), ``(chains, draws, k)`` each; ``diagnostics``: the
+    verdict on the invariants (what decides :attr:`ok`); ``raw_diagnostics``: the same checks on every
+    site element, shown but not decisive (node relabelling makes raw R-hat fail between chains in
+    symmetric copies of a mode); ``wall_time``: seconds of the sampler run (warm-up, sampling and
+    compilation); ``n_leapfrog``: leapfrog steps after warm-up, all chains (all replicas when
+    tempered); ``indicator_probs`` (enumerated indicators only): ``p(z = 1 | θ, y)`` per draw.
     Methods taking ``n`` draws pick them at random without replacement; ``n=None`` takes every draw.
     """
 
@@ -481,6 +489,8 @@ class NUTSPosterior(ModelPosterior):
     n_leapfrog: int
     indicators: str | None
     indicator_probs: dict | None = None
+    raw_diagnostics: Diagnostics | None = None
+    invariants: dict | None = None
 
     # --- verdict and cost -----------------------------------------------------------------
 
@@ -491,6 +501,15 @@ class NUTSPosterior(ModelPosterior):
     @property
     def problems(self) -> tuple[str, ...]:
         return self.diagnostics.problems
+
+    def diagnostics_row(self, prefix: str = "nuts_") -> dict:
+        """Both verdicts for a results table: ``{prefix}ok`` / ``{prefix}problems`` (the invariant verdict), then
+        every field of :attr:`diagnostics` as ``{prefix}inv_*`` and of :attr:`raw_diagnostics` as ``{prefix}raw_*``."""
+        row = {f"{prefix}ok": self.ok, f"{prefix}problems": "; ".join(self.problems)}
+        row.update(self.diagnostics.row(prefix + "inv_"))
+        if self.raw_diagnostics is not None:
+            row.update(self.raw_diagnostics.row(prefix + "raw_"))
+        return row
 
     @property
     def num_chains(self) -> int:
@@ -504,12 +523,12 @@ class NUTSPosterior(ModelPosterior):
 
     @property
     def ess_per_s(self) -> float:
-        """Smallest bulk ESS over all sites per second of wall time (compilation included)."""
+        """Smallest bulk ESS over the invariant functionals per second of wall time (compilation included)."""
         return self.diagnostics.min_ess_bulk / self.wall_time
 
     @property
     def ess_per_1k_grad(self) -> float:
-        """Smallest bulk ESS per 1000 leapfrog steps (gradient evaluations): hardware-free efficiency."""
+        """Smallest invariant bulk ESS per 1000 leapfrog steps (gradient evaluations): hardware-free efficiency."""
         return 1000.0 * self.diagnostics.min_ess_bulk / max(self.n_leapfrog, 1)
 
     # --- draws ----------------------------------------------------------------------------
@@ -654,14 +673,27 @@ def nuts(
     if options.num_samples < 4:
         raise ValueError(f"num_samples must be >= 4 (R-hat and ESS need them); got {options.num_samples}")
     run = sample(model, tr.x, tr.y, options, jax.random.key(seed), init=init)
+    return from_draws(model, run, tr.x, tr.y, max_rhat=max_rhat, min_ess=min_ess, warn=warn)
+
+
+def from_draws(model: BNN, run: Draws, x, y, *, max_rhat: float = 1.01, min_ess: float | None = None,
+               warn: bool = True, probes=None) -> NUTSPosterior:
+    """The :class:`NUTSPosterior` of a sampler run on ``(x, y)``: diagnostics of the invariant functionals
+    (:func:`sparsebnn.invariants.invariant_quantities` at ``probes``) decide ``ok``; those of the raw sites
+    are kept in ``raw_diagnostics``. ``warn``: a :class:`~sparsebnn.diagnostics.DiagnosticsWarning` on failure."""
+    from sparsebnn.invariants import invariant_quantities
+
     trace = to_datatree(run.samples, run.stats)
-    diagnostics = diagnose(trace, max_rhat=max_rhat, min_ess=min_ess)
+    raw = diagnose(trace, max_rhat=max_rhat, min_ess=min_ess)
+    inv = invariant_quantities(model, run.samples, x, y, probes)
+    diagnostics = diagnose(to_datatree(inv, run.stats), max_rhat=max_rhat, min_ess=min_ess)
     if warn:
-        warn_if_failed(diagnostics, f"NUTS on {model.net.name} with {type(model.prior).__name__}")
-    return NUTSPosterior(model, run.samples, len(tr.x), trace, diagnostics, run.wall_time,
-                         int(run.stats["n_steps"].sum()), run.indicators, run.indicator_probs)
+        warn_if_failed(diagnostics, f"NUTS on {model.net.name} with {type(model.prior).__name__} "
+                       f"(relabelling-invariant functionals)", stacklevel=3)
+    return NUTSPosterior(model, run.samples, len(x), trace, diagnostics, run.wall_time,
+                         int(run.stats["n_steps"].sum()), run.indicators, run.indicator_probs, raw, inv)
 
 
-__all__ = ["INDICATORS", "Draws", "NUTSOptions", "NUTSPosterior", "Target", "batched_sampler", "draw_indicators",
+__all__ = ["INDICATORS", "Draws", "NUTSOptions", "NUTSPosterior", "Target", "batched_sampler", "draw_indicators", "from_draws",
            "init_params", "kde_log_density_at_zero", "log_joints", "marginal_potential", "nuts", "sample",
            "start_values", "target", "to_datatree"]
