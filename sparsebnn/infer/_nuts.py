@@ -74,6 +74,7 @@ from numpyro import handlers
 from numpyro.infer import MCMC, NUTS, DiscreteHMCGibbs
 from numpyro.infer.initialization import init_to_median
 from numpyro.infer.util import constrain_fn, log_density, potential_energy
+from numpyro.primitives import Messenger
 from numpyro.distributions.transforms import biject_to
 
 from sparsebnn import sites
@@ -131,11 +132,15 @@ class NUTSOptions:
     dense_mass: bool = False
     max_enumerate: int = 1024
     progress: bool = False
+    replicas: int = 1
+    beta_min: float = 0.05
 
     def __post_init__(self):
         _count("num_warmup", self.num_warmup, 0)
-        for name in ("num_samples", "num_chains", "thinning", "max_tree_depth", "max_enumerate"):
+        for name in ("num_samples", "num_chains", "thinning", "max_tree_depth", "max_enumerate", "replicas"):
             _count(name, getattr(self, name))
+        if not 0 < self.beta_min < 1:
+            raise ValueError(f"beta_min must lie in (0, 1); got {self.beta_min!r}")
         if not 0 < self.target_accept < 1:
             raise ValueError(f"target_accept must lie in (0, 1); got {self.target_accept!r}")
         if self.indicators not in INDICATORS:
@@ -212,10 +217,26 @@ def target(model: BNN, options: NUTSOptions, x_example, y_example) -> Target:
     return Target(fn, found, "enumerate", configs, matrix)
 
 
-def log_joints(t: Target, unconstrained: dict, x, y) -> jax.Array:
-    """``ln p(y, z = c, θ)`` (unconstrained θ, Jacobian included) for every enumerated configuration ``c``."""
+class tempered(Messenger):
+    """Raise the likelihood to the power ``beta``: every observed site's log density is scaled by ``β``, so the
+    model's joint becomes ``p(θ, z) p(y | θ, z)^β`` (``β = 1``: the posterior, ``β → 0``: the prior)."""
+
+    def __init__(self, fn=None, beta=1.0):
+        self.beta = beta
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg.get("is_observed"):
+            msg["scale"] = self.beta if msg["scale"] is None else self.beta * msg["scale"]
+
+
+def log_joints(t: Target, unconstrained: dict, x, y, beta=None) -> jax.Array:
+    """``ln p(y, z = c, θ)`` (unconstrained θ, Jacobian included) for every enumerated configuration ``c``;
+    with ``beta``, the tempered ``ln p(z = c, θ) + β ln p(y | z = c, θ)``."""
+    fn = t.fn if beta is None else tempered(t.fn, beta)
+
     def one(config):
-        return -potential_energy(handlers.condition(t.fn, data=config), (x, y), {}, unconstrained)
+        return -potential_energy(handlers.condition(fn, data=config), (x, y), {}, unconstrained)
 
     return jax.vmap(one)(t.configs)
 
@@ -223,6 +244,20 @@ def log_joints(t: Target, unconstrained: dict, x, y) -> jax.Array:
 def marginal_potential(t: Target, x, y) -> Callable[[dict], jax.Array]:
     """The potential ``−ln Σ_c p(y, z = c, θ)`` of the continuous sites given the data (indicators summed out)."""
     return lambda unconstrained: -jax.scipy.special.logsumexp(log_joints(t, unconstrained, x, y))
+
+
+def tempered_potential(t: Target, x, y) -> Callable[[dict, jax.Array], jax.Array]:
+    """``U(θ, β) = −ln Σ_c p(z = c, θ) p(y | z = c, θ)^β`` (indicators summed out; no sum without indicators),
+    unconstrained θ with its Jacobian: the potential of the replica at inverse temperature ``β``."""
+    if t.indicators == "gibbs":
+        raise ValueError("tempering needs enumerated indicators (or none); use indicators='enumerate'")
+
+    def potential(unconstrained, beta):
+        if t.enumerated:
+            return -jax.scipy.special.logsumexp(log_joints(t, unconstrained, x, y, beta))
+        return potential_energy(tempered(t.fn, beta), (x, y), {}, unconstrained)
+
+    return potential
 
 
 def _constrainer(t: Target, x, y) -> Callable[[dict], dict]:
@@ -353,6 +388,8 @@ def sample(model: BNN, x, y, options: NUTSOptions, key: jax.Array, init="shared"
     x, y = jnp.asarray(x), jnp.asarray(y)
     t = target(model, options, x[:1], y[:1])
     k_init, k_run, k_z = jax.random.split(key, 3)
+    if options.replicas > 1:
+        return _sample_tempered(t, model, x, y, options, init, n_data, k_init, k_run, k_z)
     nuts_kw = dict(target_accept_prob=options.target_accept, max_tree_depth=options.max_tree_depth,
                    dense_mass=options.dense_mass)
     if t.enumerated:
@@ -383,6 +420,124 @@ def sample(model: BNN, x, y, options: NUTSOptions, key: jax.Array, init="shared"
     for s in t.z_sites:
         samples[s.name] = np.asarray(samples[s.name]).astype(np.int8)
     return Draws(samples, stats, probs, wall, t.indicators)
+
+
+def _sample_tempered(t: Target, model: BNN, x, y, options: NUTSOptions, init, n_data, k_init, k_run, k_z) -> Draws:
+    """:func:`sample` by :func:`replica_exchange` (``options.replicas > 1``): the β = 1 replica's draws."""
+    if t.indicators == "gibbs":
+        raise ValueError("replicas > 1 needs enumerated indicators; use indicators='enumerate' (or raise max_enumerate)")
+    start = init_params(t, model, options.num_chains, init, k_init, n_data, x[:1], y[:1])
+    if options.num_chains == 1:
+        start = jax.tree_util.tree_map(lambda v: v[None], start)
+    u, stats, wall = replica_exchange(t, options, k_run, start, x, y)
+    if t.enumerated:
+        post = _constrainer(t, x, y)
+    else:
+        post = functools.partial(constrain_fn, t.fn, (x, y), {})
+    flat = jax.tree_util.tree_map(lambda v: v.reshape((-1,) + v.shape[2:]), u)
+    lead = stats["diverging"].shape
+    samples = {k: np.asarray(v).reshape(lead + v.shape[1:]) for k, v in jax.jit(jax.vmap(post))(flat).items()}
+    steps = stats["n_steps_cold"]
+    stats["tree_depth"] = np.floor(np.log2(np.maximum(steps, 1))).astype(np.int64) + 1
+    stats["reached_max_treedepth"] = steps >= 2**options.max_tree_depth - 1
+    probs = None
+    if t.enumerated:
+        z, probs = draw_indicators(t, k_z, samples, x, y)
+        samples.update(z)
+        for s in t.z_sites:
+            samples[s.name] = np.asarray(samples[s.name]).astype(np.int8)
+    return Draws(samples, stats, probs, wall, t.indicators)
+
+
+def temperatures(replicas: int, beta_min: float) -> np.ndarray:
+    """The inverse temperatures ``β_k = β_min^(k / (R − 1))``, ``k = 0..R−1``: geometric from 1 (the posterior)
+    down to ``β_min``; ``(1,)`` for one replica."""
+    _count("replicas", replicas)
+    return np.ones(1) if replicas == 1 else beta_min ** (np.arange(replicas) / (replicas - 1))
+
+
+def swap_moves(potential: Callable, betas: jax.Array, z: dict, pe: jax.Array, parity, key) -> tuple[dict, jax.Array]:
+    """One round of replica-exchange swaps between neighbours ``(k, k+1)`` with ``k ≡ parity (mod 2)``
+    (disjoint pairs; alternating the parity is the non-reversible even-odd scheme of Syed et al. 2022).
+
+    A pair swaps its states with probability ``min(1, π_k(θ_{k+1}) π_{k+1}(θ_k) / (π_k(θ_k) π_{k+1}(θ_{k+1})))``
+    where ``π_k ∝ exp(−U(·, β_k))`` (with a plain tempered likelihood this is
+    ``min(1, exp((β_k − β_{k+1})(ℓ_{k+1} − ℓ_k)))``; here the indicators are summed out inside ``U``, so the ratio is
+    evaluated directly). ``z``: the replicas' unconstrained positions (leading axis ``R``), ``pe``: ``U(z_k, β_k)``.
+    Returns the new positions' source index per replica and the accepted flags ``(R − 1,)``.
+    """
+    lo = jax.tree_util.tree_map(lambda v: v[:-1], z)
+    hi = jax.tree_util.tree_map(lambda v: v[1:], z)
+    cross = jax.vmap(potential)(hi, betas[:-1]) + jax.vmap(potential)(lo, betas[1:])
+    log_ratio = pe[:-1] + pe[1:] - cross
+    pairs = jnp.arange(betas.shape[0] - 1)
+    accept = ((pairs % 2) == parity) & (jnp.log(jax.random.uniform(key, pairs.shape)) < log_ratio)
+    up = jnp.concatenate([accept, jnp.zeros(1, bool)])
+    down = jnp.concatenate([jnp.zeros(1, bool), accept])
+    idx = jnp.arange(betas.shape[0])
+    return jnp.where(up, idx + 1, jnp.where(down, idx - 1, idx)), accept
+
+
+def replica_exchange(t: Target, options: NUTSOptions, key: jax.Array, start: dict, x, y) -> tuple[dict, dict, float]:
+    """Replica exchange (parallel tempering) with NUTS in every replica; returns the β = 1 replica's draws.
+
+    Per chain, ``R = options.replicas`` replicas target ``π_k(θ) ∝ exp(−U(θ, β_k))`` (:func:`tempered_potential`,
+    :func:`temperatures`); every step is one NUTS transition of each replica (NumPyro's functional
+    :func:`numpyro.infer.hmc.hmc`, step size and diagonal mass matrix adapted per replica during warm-up) and
+    one round of :func:`swap_moves`, alternating even and odd pairs. ``start``: per-chain unconstrained starting
+    values (leading axis ``num_chains``), shared by the chain's replicas. Chains run one after another through
+    one compiled function. Returns ``(unconstrained draws, stats, wall seconds)``, each ``(chains, draws, ...)``;
+    ``stats["n_steps"]`` counts the leapfrog steps of all replicas, ``stats["swap_accept"]`` ``(chains, draws,
+    R − 1)`` the accepted swaps (each pair is proposed every second step).
+    """
+    from numpyro.infer.hmc import hmc
+
+    R = options.replicas
+    betas = jnp.asarray(temperatures(R, options.beta_min), jnp.result_type(float))
+    potential = tempered_potential(t, x, y)
+    init_kernel, sample_kernel = hmc(potential_fn_gen=lambda beta: functools.partial(potential, beta=beta), algo="NUTS")
+    grad = jax.vmap(jax.value_and_grad(potential))
+
+    def transition(carry, parity):
+        states, key = carry
+        key, k_swap = jax.random.split(key)
+        states = jax.vmap(lambda s, b: sample_kernel(s, model_args=(b,)))(states, betas)
+        src, accept = swap_moves(potential, betas, states.z, states.potential_energy, parity, k_swap)
+        z = jax.tree_util.tree_map(lambda v: v[src], states.z)
+        pe, g = grad(z, betas)
+        return (states._replace(z=z, z_grad=g, potential_energy=pe), key), accept
+
+    @jax.jit
+    def chain(key, u0):
+        k_init, k_run = jax.random.split(key)
+        u = jax.tree_util.tree_map(lambda v: jnp.broadcast_to(v, (R,) + v.shape), u0)
+        states = jax.vmap(lambda u, b, k: init_kernel(
+            u, options.num_warmup, target_accept_prob=options.target_accept, max_tree_depth=options.max_tree_depth,
+            dense_mass=options.dense_mass, model_args=(b,), rng_key=k))(u, betas, jax.random.split(k_init, R))
+        carry = jax.lax.fori_loop(0, options.num_warmup, lambda i, c: transition(c, i % 2)[0], (states, k_run))
+
+        def keep(carry, i):
+            def inner(j, c):
+                c, acc = c
+                c, a = transition(c, (i * options.thinning + j) % 2)
+                return c, acc + a
+            carry, acc = jax.lax.fori_loop(0, options.thinning, inner, (carry, jnp.zeros(R - 1, jnp.int32)))
+            s = carry[0]
+            out = {"z": jax.tree_util.tree_map(lambda v: v[0], s.z), "diverging": s.diverging[0],
+                   "hot_divergences": s.diverging[1:].sum(), "n_steps": s.num_steps.sum(), "n_steps_cold": s.num_steps[0],
+                   "energy": s.energy[0], "lp": -s.potential_energy[0], "acceptance_rate": s.accept_prob[0],
+                   "step_size": s.adapt_state.step_size[0], "swap_accept": acc}
+            return carry, out
+
+        return jax.lax.scan(keep, carry, jnp.arange(options.num_samples))[1]
+
+    t0 = time.perf_counter()
+    runs = []
+    for c, k in enumerate(jax.random.split(key, options.num_chains)):
+        runs.append(jax.block_until_ready(chain(k, jax.tree_util.tree_map(lambda v: v[c], start))))
+    wall = time.perf_counter() - t0
+    stacked = jax.tree_util.tree_map(lambda *v: np.stack([np.asarray(a) for a in v]), *runs)
+    return stacked.pop("z"), stacked, wall
 
 
 def batched_sampler(model: BNN, x_example, y_example, options: NUTSOptions = NUTSOptions(), *, init: str = "dispersed"):
