@@ -265,6 +265,26 @@ def _constrainer(t: Target, x, y) -> Callable[[dict], dict]:
     return lambda unconstrained: constrain_fn(handlers.condition(t.fn, data=one), (x, y), {}, unconstrained)
 
 
+def indicator_log_posterior(t: Target, theta: dict, x, y) -> jax.Array:
+    """``ln p(y, z = c, θ)`` for every enumerated configuration ``c`` at one draw of the constrained continuous sites
+    ``theta``: ``p(z | θ, y)`` up to its normaliser."""
+    def one(config):
+        return log_density(handlers.condition(t.fn, data={**theta, **config}), (x, y), {}, {})[0]
+
+    return jax.vmap(one)(t.configs)
+
+
+def split_configs(t: Target, index) -> dict:
+    """``{indicator site: values}`` of the enumerated configurations at ``index`` (any shape)."""
+    matrix = jnp.asarray(t.config_matrix)[index]
+    out, cut = {}, 0
+    for s in t.z_sites:
+        size = math.prod(s.shape)
+        out[s.name] = matrix[..., cut:cut + size].reshape(matrix.shape[:-1] + s.shape)
+        cut += size
+    return out
+
+
 def draw_indicators(t: Target, key, samples: dict, x, y) -> tuple[dict, dict]:
     """Exact ``z ~ p(z | θ, y)`` per draw and the conditional inclusion probabilities ``p(z = 1 | θ, y)``."""
     cont = {s.name: samples[s.name] for s in t.real_sites}
@@ -273,10 +293,7 @@ def draw_indicators(t: Target, key, samples: dict, x, y) -> tuple[dict, dict]:
 
     @jax.jit
     def per_draw(theta, k):
-        def one(config):
-            return log_density(handlers.condition(t.fn, data={**theta, **config}), (x, y), {}, {})[0]
-
-        logp = jax.vmap(one)(t.configs)
+        logp = indicator_log_posterior(t, theta, x, y)
         prob = jax.nn.softmax(logp)
         pick = jax.random.categorical(k, logp)
         return pick, prob @ t.config_matrix.astype(prob.dtype)
@@ -551,7 +568,8 @@ def batched_sampler(model: BNN, x_example, y_example, options: NUTSOptions = NUT
     ``options``: warm-up, draws, thinning, target acceptance and tree depth (chains and indicator
     settings do not apply). Each chain starts at :meth:`BNN.init_sites` drawn from its key
     (``init="dispersed"``) or from one fixed key (``"shared"``: every chain at the same point, as
-    :func:`nuts`'s default). Models without node indicators only.
+    :func:`nuts`'s default). Node indicators are summed out (``2^K <= options.max_enumerate``) and drawn
+    exactly from ``p(z | θ, y)`` after every kept draw (as :func:`nuts` with ``indicators="enumerate"``).
     """
     from numpyro.infer.hmc import hmc
     from numpyro.infer.util import initialize_model
@@ -562,17 +580,24 @@ def batched_sampler(model: BNN, x_example, y_example, options: NUTSOptions = NUT
         raise ValueError(f"init must be one of {INITS}; got {init!r}")
     num_warmup, num_samples, thinning = options.num_warmup, options.num_samples, options.thinning
     target_accept, max_tree_depth = options.target_accept, options.max_tree_depth
+    if options.indicators == "gibbs":
+        raise ValueError("batched_sampler sums node indicators out; indicators='gibbs' is not supported")
     fn = handlers.block(model, hide=["f"])
-    sites = model_sites(fn, x_example, y_example)
-    if any(s.discrete for s in sites):
-        raise ValueError("batched_sampler handles models without node indicators; use nuts(..., indicators=...)")
-    info = initialize_model(jax.random.key(0), fn, model_args=(jnp.asarray(x_example), jnp.asarray(y_example)),
-                            dynamic_args=True)
-    init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
+    t = target(model, dataclasses.replace(options, indicators="enumerate", chain_method="sequential"),
+               jnp.asarray(x_example)[:1], jnp.asarray(y_example)[:1])
+    sites = t.real_sites
+    if t.enumerated:
+        potential_gen, post_gen = functools.partial(marginal_potential, t), functools.partial(_constrainer, t)
+    else:
+        info = initialize_model(jax.random.key(0), fn, model_args=(jnp.asarray(x_example), jnp.asarray(y_example)),
+                                dynamic_args=True)
+        potential_gen, post_gen = info.potential_fn, info.postprocess_fn
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
     n_data = int(np.shape(x_example)[0])
 
     def one(key, x, y):
         k_init, k_run = jax.random.split(key)
+        k_run, k_z = jax.random.split(k_run)
         start = model.init_sites(jax.random.key(0) if init == "shared" else k_init, n_data=n_data)
         u = {s.name: biject_to(s.support).inv(jnp.broadcast_to(start[s.name], s.shape)) for s in sites}
         state = init_kernel(u, num_warmup, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
@@ -585,7 +610,11 @@ def batched_sampler(model: BNN, x_example, y_example, options: NUTSOptions = NUT
             return s, (s.z, s.diverging, s.num_steps)
 
         _, (z, div, n_steps) = jax.lax.scan(keep, state, None, length=num_samples)
-        return jax.vmap(info.postprocess_fn(x, y))(z), {"diverging": div, "n_steps": n_steps}
+        samples = jax.vmap(post_gen(x, y))(z)
+        if t.enumerated:
+            logp = jax.vmap(lambda th: indicator_log_posterior(t, th, x, y))(samples)
+            samples.update(split_configs(t, jax.random.categorical(k_z, logp)))
+        return samples, {"diverging": div, "n_steps": n_steps}
 
     return jax.jit(jax.vmap(one))
 
@@ -850,5 +879,7 @@ def from_draws(model: BNN, run: Draws, x, y, *, max_rhat: float = 1.01, min_ess:
 
 
 __all__ = ["INDICATORS", "Draws", "NUTSOptions", "NUTSPosterior", "Target", "batched_sampler", "draw_indicators", "from_draws",
+           "indicator_log_posterior", "replica_exchange", "split_configs", "swap_moves", "temperatures", "tempered",
+           "tempered_potential",
            "init_params", "kde_log_density_at_zero", "log_joints", "marginal_potential", "nuts", "sample",
            "start_values", "target", "to_datatree"]
