@@ -34,6 +34,14 @@ keeps the prior's own setting.
 
 MixedHMC is not used: it wraps plain HMC with a fixed trajectory length, not NUTS.
 
+**Replica exchange** (``replicas=R > 1``): ``R`` copies of every chain target the tempered posteriors
+``p(θ) Σ_z p(z) p(y | z, θ)^β`` (indicators summed out) at ``β_k = beta_min^(k/(R−1))``; each step is one
+NUTS transition per replica and one round of swaps between neighbouring temperatures (alternating even
+and odd pairs), accepted with the Metropolis ratio of the two tempered targets. Hot replicas cross
+between modes and node configurations that the ``β = 1`` chain alone rarely leaves; the draws kept are
+the ``β = 1`` replica's, so the target is unchanged. Cost: ``R`` times the gradients (all counted in
+``n_leapfrog``).
+
 **Shape.** The sampler is a pure potential (:func:`log_joints` / :func:`marginal_potential` of the model
 given the data) run by NumPyro's NUTS under :class:`NUTSOptions`, a frozen settings object validated
 once; :func:`sample` is one run, :func:`nuts` the entry point, :func:`batched_sampler` many datasets at once.
@@ -118,7 +126,9 @@ class NUTSOptions:
     ``dense_mass`` mass matrix), every ``thinning``-th of ``num_samples · thinning``; ``target_accept``
     and ``max_tree_depth`` are NUTS's; ``indicators``: ``"enumerate"`` / ``"gibbs"`` / ``"auto"`` (enumerate
     when ``2^K <= max_enumerate``); ``chain_method``: ``"parallel"`` / ``"sequential"`` / ``"vectorized"`` /
-    ``"auto"`` (parallel when there are enough devices); ``progress``: NumPyro's progress bar.
+    ``"auto"`` (parallel when there are enough devices); ``progress``: NumPyro's progress bar;
+    ``replicas``: ``R > 1`` runs replica exchange (:func:`replica_exchange`) over the likelihood temperatures
+    ``β_k = beta_min^(k/(R−1))`` with indicators summed out, keeping the ``β = 1`` replica's draws.
     """
 
     num_warmup: int = 500
