@@ -5,7 +5,8 @@
 
 For every (dataset, network, prior) the same :class:`sparsebnn.model.BNN` (non-centred weights) is
 fitted by full-batch mean-field SVI (Concrete-relaxed indicators) and sampled by NUTS
-(:func:`sparsebnn.infer.nuts`; indicators enumerated up to 6 of them, else Metropolised Gibbs; maximum
+(:func:`sparsebnn.infer.nuts`; indicators enumerated up to 6 of them, else Metropolised Gibbs; ``--replicas R``:
+replica exchange over R likelihood temperatures, indicators enumerated up to 10 of them; maximum
 tree depth 8; every chain started at the SVI fit, so both describe the same posterior mode). Data: a
 1-D node-sparse tanh teacher (2 of 8 nodes live, noise sd 0.3, 50 points) for 1-4-1 and 1-4-4-1
 networks, and 100 training points of breast cancer (30-4-2); ``--quick``: 1-4-1 on 40 teacher
@@ -47,7 +48,7 @@ from numpyro import handlers
 from numpyro.distributions import constraints
 from scipy import stats
 
-from experiments._cli import execute, parse, parser
+from experiments._cli import execute, parse, parser, positive_int
 from sparsebnn import data as datasets
 from sparsebnn import metrics, nets, priors
 from sparsebnn.agreement import mixture_quantiles, moment_gaps, poisson_binomial, predictive_agreement
@@ -87,13 +88,16 @@ def load(dataset: str, seed: int, n_train: int):
     return d
 
 
-def grid(quick: bool, seed: int, prior_names) -> list[dict]:
+def grid(quick: bool, seed: int, prior_names, replicas: int = 1) -> list[dict]:
+    """Every configuration; ``replicas > 1`` (replica-exchange NUTS) is part of the configuration, 1 is left out."""
     if quick:
         runs = [("teacher1d", (1, 4, 1), 40)]
         budget = dict(warmup=150, samples=150, chains=2, max_tree_depth=8, svi_steps=1500)
     else:
         runs = [("teacher1d", (1, 4, 1), 50), ("teacher1d", (1, 4, 4, 1), 50), ("breast_cancer", (30, 4, 2), 100)]
         budget = dict(warmup=300, samples=250, chains=4, max_tree_depth=8, svi_steps=5000)
+    if replicas > 1:
+        budget["replicas"] = int(replicas)
     return [dict(dataset=d, widths=list(w), n_train=n, prior=p, seed=seed, **budget)
             for d, w, n in runs for p in prior_names]
 
@@ -249,9 +253,11 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
     svi_sites = jax.jit(post_svi.sample_sites, static_argnums=1)(k_pred, N_SVI)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DiagnosticsWarning)
+        replicas = config.get("replicas", 1)
         post_nuts = nuts(post_svi.model, (x, y), num_warmup=config["warmup"], num_samples=config["samples"],
                          num_chains=config["chains"], init=start_values(svi_sites), seed=config["seed"],
-                         centered=None, max_tree_depth=config["max_tree_depth"], max_enumerate=MAX_ENUMERATE)
+                         centered=None, max_tree_depth=config["max_tree_depth"],
+                         max_enumerate=MAX_ENUMERATE if replicas == 1 else 1024, replicas=replicas)
     for w in caught:  # re-raise loudly with the configuration attached
         warnings.warn(f"{config['dataset']}/{config['prior']}/{widths}: {w.message}", DiagnosticsWarning, stacklevel=2)
 
@@ -303,8 +309,11 @@ def main(argv: list[str] | None = None):
     p = parser("svi_vs_nuts", __doc__.splitlines()[0], executor=True)
     p.add_argument("--priors", nargs="+", default=None, choices=tuple(PRIORS),
                    help="priors to compare (default: all; --quick: ss-ig)")
+    p.add_argument("--replicas", type=positive_int, default=1,
+                   help="NUTS replicas: > 1 runs replica exchange over likelihood temperatures with every indicator "
+                        "configuration summed out (up to 1024; docs/nuts.md); default 1, plain NUTS")
     args = parse(p, argv, quick=dict(priors=["ss-ig"]), full=dict(priors=list(PRIORS)))
-    configs = grid(args.quick, args.seed, args.priors)
+    configs = grid(args.quick, args.seed, args.priors, args.replicas)
     if args.overwrite:
         for name in DETAILS:
             (args.out / f"svi_vs_nuts_{name}.csv").unlink(missing_ok=True)
