@@ -6,7 +6,8 @@
 
 Models and data as :mod:`experiments.svi_vs_nuts`'s grid (non-centred weights, π = 0.5, tanh): a
 node-sparse 1-D teacher (2 of 8 nodes live, known noise sd 0.3) for 1-4-1 on 40 points (its ``--quick``
-run) and 1-4-4-1 on 50, and 30-4-2 on 100 breast-cancer points; sampled by :func:`sparsebnn.infer.nuts`
+run) and 1-4-4-1 on 50, and 30-4-2 on 100 breast-cancer points (``--nets 1-4-1/n300``: 1-4-1 on 300 teacher
+points, a sharper posterior); sampled by :func:`sparsebnn.infer.nuts`
 with maximum tree depth 8 from ``--init`` starts (default ``dispersed``: one start per chain, the hard
 case for mode exploration; ``svi_vs_nuts`` starts every chain at the SVI fit). Samplers:
 
@@ -38,7 +39,7 @@ from sparsebnn.results import run_grid
 
 SAMPLERS = ("nuts", "enumerate", "replica")
 RUNS = {"1-4-1": ("teacher1d", [1, 4, 1], 40), "1-4-4-1": ("teacher1d", [1, 4, 4, 1], 50),
-        "30-4-2": ("breast_cancer", [30, 4, 2], 100)}
+        "30-4-2": ("breast_cancer", [30, 4, 2], 100), "1-4-1/n300": ("teacher1d", [1, 4, 1], 300)}
 TABLE = "bench_reference.csv"
 
 
@@ -46,7 +47,7 @@ def run(config: dict) -> dict:
     dataset, widths, n_train = RUNS[config["net"]]
     d = load(dataset, config["seed"], n_train)
     lik = Likelihood("gaussian", NOISE) if d.task == "regression" else Likelihood("categorical")
-    model = BNN(nets.mlp(widths, act="tanh", name=f"mlp{config['net']}"), priors.get(**PRIORS[config["prior"]]), lik)
+    model = BNN(nets.mlp(widths, act="tanh", name=f"mlp{'-'.join(map(str, widths))}"), priors.get(**PRIORS[config["prior"]]), lik)
     sampler = config["sampler"]
     post = nuts(model, d.train, num_warmup=config["warmup"], num_samples=config["samples"],
                 num_chains=config["chains"], init=config["init"], seed=config["seed"], max_tree_depth=8,
@@ -63,11 +64,12 @@ def run(config: dict) -> dict:
 def main(argv: list[str] | None = None):
     p = parser("bench_reference", __doc__.splitlines()[0])
     p.add_argument("--priors", nargs="+", default=["ss-ig"], choices=tuple(PRIORS), help="priors (default: ss-ig)")
-    p.add_argument("--nets", nargs="+", default=None, choices=tuple(RUNS), help="networks (default all; --quick 1-4-1)")
+    p.add_argument("--nets", nargs="+", default=None, choices=tuple(RUNS),
+                   help="networks (default: the svi_vs_nuts ones; --quick 1-4-1); 1-4-1/n300: 300 teacher points")
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     p.add_argument("--replicas", type=positive_int, default=4, help="temperatures of the replica sampler")
     p.add_argument("--init", default="dispersed", choices=("dispersed", "shared"))
-    args = parse(p, argv, quick=dict(nets=["1-4-1"]), full=dict(nets=list(RUNS)))
+    args = parse(p, argv, quick=dict(nets=["1-4-1"]), full=dict(nets=["1-4-1", "1-4-4-1", "30-4-2"]))
     budget = dict(warmup=150, samples=150, chains=2) if args.quick else dict(warmup=300, samples=500, chains=4)
     configs = [dict(net=n, prior=pr, sampler=s, replicas=args.replicas, init=args.init, seed=args.seed, **budget)
                for n in args.nets for pr in args.priors for s in args.samplers]

@@ -68,7 +68,7 @@ def test_replica_exchange_with_enumerated_indicators_recovers_the_prior():
     pi = 0.3
     x, y = np.zeros((1, 1), np.float32), np.zeros(1, np.float32)
     post = nuts(nets.mlp([1, 2, 1]), priors.SpikeSlabIG(pi=pi), (x, y), likelihood=Likelihood("gaussian", 1e4),
-                num_warmup=150, num_samples=400, num_chains=2, replicas=2, indicators="enumerate", seed=1, warn=False)
+                num_warmup=100, num_samples=300, num_chains=2, replicas=2, indicators="enumerate", seed=1, warn=False)
     np.testing.assert_allclose(post.inclusion_probs()["dense_0"], pi, atol=1e-4)
     eps = post.samples["dense_0.w_decentered"]
     assert np.all(np.abs(eps.reshape(-1, 2).mean(0)) < Z * np.sqrt(1 / _ess(eps).ravel()))

@@ -284,13 +284,13 @@ def indicator_log_posterior(t: Target, theta: dict, x, y) -> jax.Array:
     return jax.vmap(one)(t.configs)
 
 
-def split_configs(t: Target, index) -> dict:
-    """``{indicator site: values}`` of the enumerated configurations at ``index`` (any shape)."""
-    matrix = jnp.asarray(t.config_matrix)[index]
+def split_sites(t: Target, values) -> dict:
+    """``{indicator site: values[..., its slice]}``: the last axis of ``values`` (one entry per indicator, the
+    columns of ``t.config_matrix``) split by site and reshaped to the site's shape."""
     out, cut = {}, 0
     for s in t.z_sites:
         size = math.prod(s.shape)
-        out[s.name] = matrix[..., cut:cut + size].reshape(matrix.shape[:-1] + s.shape)
+        out[s.name] = values[..., cut:cut + size].reshape(values.shape[:-1] + s.shape)
         cut += size
     return out
 
@@ -310,14 +310,8 @@ def draw_indicators(t: Target, key, samples: dict, x, y) -> tuple[dict, dict]:
 
     keys = jax.random.split(key, math.prod(lead))
     pick, marg = jax.lax.map(lambda a: per_draw(*a), (flat, keys), batch_size=64)
-    pick, marg = np.asarray(pick), np.asarray(marg)
-    z, probs, cut = {}, {}, 0
-    for s in t.z_sites:
-        size = math.prod(s.shape)
-        z[s.name] = t.config_matrix[pick, cut:cut + size].reshape(lead + s.shape)
-        probs[s.name] = marg[:, cut:cut + size].reshape(lead + s.shape)
-        cut += size
-    return z, probs
+    pick, marg = np.asarray(pick).reshape(lead), np.asarray(marg).reshape(lead + (-1,))
+    return split_sites(t, t.config_matrix[pick]), split_sites(t, marg)
 
 
 # ----------------------------------------------------------------------------- starting points
@@ -623,7 +617,7 @@ def batched_sampler(model: BNN, x_example, y_example, options: NUTSOptions = NUT
         samples = jax.vmap(post_gen(x, y))(z)
         if t.enumerated:
             logp = jax.vmap(lambda th: indicator_log_posterior(t, th, x, y))(samples)
-            samples.update(split_configs(t, jax.random.categorical(k_z, logp)))
+            samples.update(split_sites(t, jnp.asarray(t.config_matrix)[jax.random.categorical(k_z, logp)]))
         return samples, {"diverging": div, "n_steps": n_steps}
 
     return jax.jit(jax.vmap(one))
@@ -888,8 +882,7 @@ def from_draws(model: BNN, run: Draws, x, y, *, max_rhat: float = 1.01, min_ess:
                          int(run.stats["n_steps"].sum()), run.indicators, run.indicator_probs, raw, inv)
 
 
-__all__ = ["INDICATORS", "Draws", "NUTSOptions", "NUTSPosterior", "Target", "batched_sampler", "draw_indicators", "from_draws",
-           "indicator_log_posterior", "replica_exchange", "split_configs", "swap_moves", "temperatures", "tempered",
-           "tempered_potential",
-           "init_params", "kde_log_density_at_zero", "log_joints", "marginal_potential", "nuts", "sample",
-           "start_values", "target", "to_datatree"]
+__all__ = ["INDICATORS", "Draws", "NUTSOptions", "NUTSPosterior", "Target", "batched_sampler", "draw_indicators",
+           "from_draws", "indicator_log_posterior", "init_params", "kde_log_density_at_zero", "log_joints",
+           "marginal_potential", "nuts", "replica_exchange", "sample", "split_sites", "start_values", "swap_moves",
+           "target", "temperatures", "tempered", "tempered_potential", "to_datatree"]
