@@ -504,8 +504,9 @@ def replica_exchange(t: Target, options: NUTSOptions, key: jax.Array, start: dic
 
     Per chain, ``R = options.replicas`` replicas target ``π_k(θ) ∝ exp(−U(θ, β_k))`` (:func:`tempered_potential`,
     :func:`temperatures`); every step is one NUTS transition of each replica (NumPyro's functional
-    :func:`numpyro.infer.hmc.hmc`, step size and diagonal mass matrix adapted per replica during warm-up) and
-    one round of :func:`swap_moves`, alternating even and odd pairs. ``start``: per-chain unconstrained starting
+    :func:`numpyro.infer.hmc.hmc`, step size and diagonal mass matrix adapted per replica during warm-up; the
+    replicas' transitions run one after another, ``lax.map``) and one round of :func:`swap_moves`, alternating
+    even and odd pairs. ``start``: per-chain unconstrained starting
     values (leading axis ``num_chains``), shared by the chain's replicas. Chains run one after another through
     one compiled function. Returns ``(unconstrained draws, stats, wall seconds)``, each ``(chains, draws, ...)``;
     ``stats["n_steps"]`` counts the leapfrog steps of all replicas, ``stats["swap_accept"]`` ``(chains, draws,
@@ -522,7 +523,9 @@ def replica_exchange(t: Target, options: NUTSOptions, key: jax.Array, start: dic
     def transition(carry, parity):
         states, key = carry
         key, k_swap = jax.random.split(key)
-        states = jax.vmap(lambda s, b: sample_kernel(s, model_args=(b,)))(states, betas)
+        # one replica after another: vmapped NUTS would run every replica's tree as long as the longest one
+        # (2.2-2.7x slower measured on 1-4-1, 4 replicas)
+        states = jax.lax.map(lambda sb: sample_kernel(sb[0], model_args=(sb[1],)), (states, betas))
         src, accept = swap_moves(potential, betas, states.z, states.potential_energy, parity, k_swap)
         z = jax.tree_util.tree_map(lambda v: v[src], states.z)
         pe, g = grad(z, betas)
