@@ -83,3 +83,17 @@ def test_bad_replica_settings_raise(kw, match):
     with pytest.raises(ValueError, match=match):
         nuts(nets.mlp([2, 2, 1]), priors.SpikeSlabIG(pi=0.5), (x, y), likelihood=Likelihood("gaussian", 1.0), **kw)
     assert NUTSOptions(replicas=4).replicas == 4
+
+
+def test_batched_sampler_sums_indicators_out_and_draws_them():
+    """batched_sampler (SBC) with node indicators: summed out in NUTS, then drawn exactly per kept draw."""
+    from sparsebnn.infer import batched_sampler
+    from sparsebnn.model import BNN
+
+    x = np.linspace(-1, 1, 6, dtype=np.float32)[:, None]
+    model = BNN(nets.mlp([1, 2, 1], act="tanh"), priors.SpikeSlabIG(pi=0.5, centered=False), Likelihood("gaussian", 0.3))
+    run = batched_sampler(model, x, np.zeros(6, np.float32), NUTSOptions(num_warmup=20, num_samples=8, max_tree_depth=4))
+    ys = np.stack([np.tanh(2 * x[:, 0]), np.zeros(6)]).astype(np.float32)
+    samples, stats_ = run(jax.random.split(jax.random.key(0), 2), np.stack([x, x]), ys)
+    assert samples["dense_0.z"].shape == (2, 8, 2) and set(np.unique(samples["dense_0.z"])) <= {0, 1}
+    assert samples["dense_0.w_decentered"].shape == (2, 8, 1, 2) and stats_["diverging"].shape == (2, 8)
