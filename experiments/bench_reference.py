@@ -20,7 +20,8 @@ case for mode exploration; ``svi_vs_nuts`` starts every chain at the SVI fit). S
 One row per (prior, sampler) in ``<out>/bench_reference.csv``: the verdict on invariant functionals
 (``ok``, ``inv_max_rhat``, ``inv_min_ess_bulk``, ``inv_min_ess_tail``, ``inv_divergences``), raw-site
 R-hat (``raw_max_rhat``), wall seconds (compilation included), invariant bulk ESS per second and per 1000
-gradients (all replicas' leapfrog steps counted), and the swap acceptance of the tempered runs. The
+gradients (all replicas' leapfrog steps counted), and the swap acceptance and divergences of the hot (β < 1)
+replicas of the tempered runs. The
 summary prints, per prior, the ratio of ESS/s (replica / nuts) measured in the same invocation.
 Targets: invariant R-hat ≤ 1.01, bulk ESS ≥ 400, no divergences.
 """
@@ -28,6 +29,7 @@ Targets: invariant R-hat ≤ 1.01, bulk ESS ≥ 400, no divergences.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from experiments._cli import parse, parser, positive_int
 from experiments.svi_vs_nuts import NOISE, PRIORS, load
@@ -47,17 +49,19 @@ def run(config: dict) -> dict:
     dataset, widths, n_train = RUNS[config["net"]]
     d = load(dataset, config["seed"], n_train)
     lik = Likelihood("gaussian", NOISE) if d.task == "regression" else Likelihood("categorical")
-    model = BNN(nets.mlp(widths, act="tanh", name=f"mlp{'-'.join(map(str, widths))}"), priors.get(**PRIORS[config["prior"]]), lik)
+    net = nets.mlp(widths, act="tanh", name=f"mlp{'-'.join(map(str, widths))}")
+    model = BNN(net, priors.get(**PRIORS[config["prior"]]), lik)
     sampler = config["sampler"]
     post = nuts(model, d.train, num_warmup=config["warmup"], num_samples=config["samples"],
                 num_chains=config["chains"], init=config["init"], seed=config["seed"], max_tree_depth=8,
                 max_enumerate=64 if sampler == "nuts" else 1024,
                 replicas=config["replicas"] if sampler == "replica" else 1, warn=False)
     row = post.diagnostics_row("")
-    row.update(indicators=post.indicators or "none", wall_s=post.wall_time, ess_per_s=post.ess_per_s, ess_per_1k_grad=post.ess_per_1k_grad,
-               leapfrog=post.n_leapfrog)
-    swap = post.trace["sample_stats"].get("swap_accept") if "sample_stats" in post.trace.children else None
-    row["swap_accept"] = float(np.asarray(swap.values).mean()) if swap is not None else float("nan")
+    row.update(indicators=post.indicators or "none", wall_s=post.wall_time, ess_per_s=post.ess_per_s,
+               ess_per_1k_grad=post.ess_per_1k_grad, leapfrog=post.n_leapfrog)
+    stats = post.trace["sample_stats"]
+    row["swap_accept"] = float(np.asarray(stats["swap_accept"].values).mean()) if "swap_accept" in stats else float("nan")
+    row["hot_divergences"] = int(np.asarray(stats["hot_divergences"].values).sum()) if "hot_divergences" in stats else 0
     return row
 
 
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None):
                for n in args.nets for pr in args.priors for s in args.samplers]
     table = run_grid(configs, run, args.out / TABLE, overwrite=args.overwrite, desc="samplers")
     keys = ("net", "prior", "sampler", "replicas", "init", "seed", "samples", "chains")
-    mine = table.merge(__import__("pandas").DataFrame(configs)[list(keys)], on=list(keys))
+    mine = table.merge(pd.DataFrame(configs)[list(keys)], on=list(keys))
     cols = ["net", "prior", "sampler", "indicators", "ok", "inv_max_rhat", "raw_max_rhat", "inv_min_ess_bulk", "inv_min_ess_tail",
             "inv_divergences", "wall_s", "ess_per_s", "ess_per_1k_grad", "swap_accept"]
     print(mine[cols].to_string(index=False))
