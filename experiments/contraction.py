@@ -22,7 +22,9 @@ at ``--init-inclusion`` 0.5, a KL warm-up over the first ``--kl-warmup`` 30 % of
 4 ELBO particles per step; ``--restarts`` R > 1 keeps the restart with the best final ELBO). ``--nuts``
 adds reference NUTS runs at the smallest ``n`` (first seed; ``sparsebnn.infer.nuts``, Gibbs-updated
 indicators, 2 chains x (500 warm-up + 500) draws, tree depth <= 8, ~2 min per prior on 2 CPU cores: a short
-reference whose indicators do not mix, see its diagnostics).
+reference whose indicators do not mix, see its diagnostics: ``nuts_ok`` / ``nuts_inv_*`` on relabelling-invariant
+functionals, ``nuts_raw_*`` on every site). ``--nuts-replicas R`` runs replica exchange instead, which needs the
+indicators enumerated (at most 10 hidden nodes in all, e.g. ``--widths 5``).
 
 **Measurements** (one row per fit in ``<out>/contraction.csv``; per-draw distances in
 ``contraction_draws.csv``):
@@ -181,7 +183,8 @@ def fit(config: Mapping, net, prior, train):
     common = dict(likelihood=Likelihood("gaussian", config["noise"]), seed=config["seed"])
     if config["method"] == "nuts":
         return nuts(net, prior, train, num_warmup=config["warmup"], num_samples=config["samples"],
-                    num_chains=config["chains"], max_tree_depth=config["tree_depth"], **common)
+                    num_chains=config["chains"], max_tree_depth=config["tree_depth"],
+                    replicas=config.get("replicas", 1), **common)
     steps = config["steps"]
     schedule = optax.cosine_decay_schedule(config["lr"], steps, alpha=1e-2)
     warmup = max(1, round(config["kl_warmup"] * steps))
@@ -247,7 +250,7 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
     if config["method"] == "svi":
         row["final_loss"] = final_loss(post)
     else:
-        row.update(post.diagnostics.row("nuts_"))
+        row.update(post.diagnostics_row("nuts_"))
 
     if out_dir is not None:
         store = ResultsStore(Path(out_dir) / DRAWS)
@@ -352,7 +355,7 @@ def nuts_vs_svi(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     keys = ["prior", "pi", "n", "width", "seed"]
     cols = ["dh_mean", "recovered"] + [c for c in table.columns if c.split("_")[0] in ("kept", "tp", "fp")]
-    extra = [c for c in ("warmup", "samples", "chains", "tree_depth", "nuts_ok", "nuts_max_rhat", "nuts_min_ess_bulk",
+    extra = [c for c in ("warmup", "samples", "chains", "tree_depth", "nuts_ok", "nuts_inv_max_rhat", "nuts_raw_max_rhat", "nuts_inv_min_ess_bulk",
                          "wall_s") if c in ref]
     merged = ref[keys + cols + extra].merge(
         table[table["method"] == "svi"][keys + cols], on=keys, how="left", suffixes=("_nuts", "_svi"))
@@ -415,6 +418,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                    help="NUTS warm-up and kept draws per chain (default 500 500)")
     p.add_argument("--nuts-chains", type=positive_int, default=None, help="NUTS chains (default 2)")
     p.add_argument("--nuts-tree-depth", type=positive_int, default=None, help="NUTS maximum tree depth (default 8)")
+    p.add_argument("--nuts-replicas", type=positive_int, default=None,
+                   help="NUTS replicas: > 1 runs replica exchange over likelihood temperatures, which needs every "
+                        "indicator configuration enumerated (2^(hidden nodes) <= 1024, e.g. --widths 5); default 1")
     p.add_argument("--summary-only", action="store_true",
                    help="fit nothing: summarise every run already in <out>/contraction.csv (e.g. after several invocations)")
     args = parse(p, argv)
@@ -457,6 +463,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         nuts_settings["chains"] = args.nuts_chains
     if args.nuts_tree_depth is not None:
         nuts_settings["tree_depth"] = args.nuts_tree_depth
+    if args.nuts_replicas is not None and args.nuts_replicas > 1:  # part of the configuration only when used
+        nuts_settings["replicas"] = args.nuts_replicas
     try:
         configs = grid(priors_=args.priors or list(scale["priors"]), ns=ns, seeds=seeds, pis=pis, widths=widths,
                        fan_in_n=fan_in_n if fan_in_n and len(widths) > 1 else None, settings=settings,

@@ -72,6 +72,8 @@ BY_NAME = {e.name: e for e in EXPERIMENTS}
 # runnable with ``python -m experiments run NAME`` too, but not reproduced by ``experiments.all``
 EXTRAS = {"demo": "the main comparison on digits at a quick scale, its summary table and every figure (minutes)",
           "claims": "the papers' headline claims checked on the results tables, with intervals (run by all)",
+          "bench_reference": "the reference sampler on the svi_vs_nuts networks judged on relabelling-invariant "
+                             "diagnostics: NUTS (Gibbs / enumerated indicators) vs replica exchange, ESS/s",
           "bench_gpu": "the accelerator check: SVI/Adam at two MNIST sizes, scaling, compile reuse, BMR call, one mnist5k "
                        "comparison, in under 8 minutes on a GPU"}
 

@@ -12,8 +12,8 @@ import numpyro  # noqa: F401
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bmr", "cluster", "compact", "data", "diagnostics", "infer", "intervals", "likelihood", "masks", "metrics",
-               "model", "nets", "posterior", "priors", "prune", "reduction", "results", "sites")
+_SUBMODULES = ("bmr", "cluster", "compact", "data", "diagnostics", "infer", "intervals", "invariants", "likelihood",
+               "masks", "metrics", "model", "nets", "posterior", "priors", "prune", "reduction", "results", "sites")
 
 
 def __getattr__(name):

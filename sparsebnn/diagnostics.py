@@ -6,8 +6,11 @@
 Checks (Vehtari et al. 2021, Betancourt 2016), every one computed by ArviZ:
 
 * R-hat: ``max(rank-normalised split R-hat, folded R-hat) <= max_rhat`` (1.01) for every element of
-  every posterior variable;
-* ESS: bulk and tail ESS ``>= min_ess`` (default ``100 × chains``) for every element;
+  every posterior variable. Each chain is split in halves, so a single chain has an R-hat too (its
+  two halves; ArviZ needs two chains, so that case z-scales the halves here and uses ArviZ's R-hat);
+* ESS: bulk ESS (of the rank-normalised split chains) and tail ESS ``>= min_ess`` (default
+  ``100 × chains``) for every element; tail ESS is ``min(ESS(I(θ ≤ q05)), ESS(I(θ ≤ q95)))`` (passed
+  to ArviZ explicitly: ArviZ 1.x's default uses the 11% and 89% quantiles);
 * divergences: no divergent transition after warm-up;
 * E-BFMI: ``>= min_bfmi`` (0.3) in every chain (from ``sample_stats.energy``).
 
@@ -27,6 +30,11 @@ from typing import NamedTuple
 import numpyro  # noqa: F401
 import arviz as az  # noqa: E402
 import numpy as np  # noqa: E402
+from arviz_stats.base import array_stats  # noqa: E402
+from scipy import stats as _stats  # noqa: E402
+
+
+TAIL_QUANTILES = (0.05, 0.95)  # tail ESS: min over the ESS of I(θ ≤ q05) and I(θ ≤ q95) (Vehtari et al. 2021)
 
 
 class DiagnosticsWarning(UserWarning):
@@ -65,10 +73,10 @@ class Diagnostics(NamedTuple):
 
 
 def _worst(ds, reduce, pick) -> tuple[float, str]:
-    """The extreme finite value over every element of every variable, and where it sits."""
+    """The extreme finite value over every element of every variable (``{name: array}``), and where it sits."""
     best, where = np.nan, ""
-    for name, da in ds.data_vars.items():
-        a = np.asarray(da.values, dtype=float)
+    for name, a in ds.items():
+        a = np.asarray(a, dtype=float)
         if not np.isfinite(a).any():
             continue
         i = np.unravel_index(reduce(np.where(np.isfinite(a), a, pick)), a.shape)
@@ -76,6 +84,32 @@ def _worst(ds, reduce, pick) -> tuple[float, str]:
         if np.isnan(best) or (v > best if reduce is np.argmax else v < best):
             best, where = v, f"{name}{[int(j) for j in i] if a.ndim else ''}"
     return best, where
+
+
+def _z_scale(a: np.ndarray) -> np.ndarray:
+    """Rank-normalise ``(chains, draws, ...)`` per element: ``Φ⁻¹((r − 3/8) / (S + 1/4))``, ``r`` the average rank
+    among all ``S = chains × draws`` values (Vehtari et al. 2021, eq. 14)."""
+    flat = a.reshape((-1,) + a.shape[2:])
+    r = _stats.rankdata(flat, axis=0, method="average")
+    return _stats.norm.ppf((r - 0.375) / (flat.shape[0] + 0.25)).reshape(a.shape)
+
+
+def split_rhat(a: np.ndarray) -> np.ndarray:
+    """Rank-normalised split R-hat per element of ``(chains, draws, ...)`` draws, ``max`` of the bulk (ranks) and
+    tail (ranks of ``|θ − median|``) versions; with ArviZ for two or more chains, and on the two halves of a
+    single chain (ArviZ needs two chains)."""
+    a = np.asarray(a, dtype=float)
+    if a.ndim < 2 or a.shape[1] < 4:
+        raise ValueError(f"need (chains, draws >= 4, ...) draws; got shape {a.shape}")
+    if a.shape[0] > 1:
+        return np.asarray(array_stats.rhat(a, chain_axis=0, draw_axis=1, method="rank"))
+    half = a.shape[1] // 2
+    halves = np.concatenate([a[:, :half], a[:, -half:]])  # (2, half, ...)
+    folded = np.abs(halves - np.median(halves.reshape((-1,) + a.shape[2:]), axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bulk = array_stats.rhat(_z_scale(halves), chain_axis=0, draw_axis=1, method="identity")
+        tail = array_stats.rhat(_z_scale(folded), chain_axis=0, draw_axis=1, method="identity")
+    return np.maximum(np.asarray(bulk), np.asarray(tail))
 
 
 def diagnose(trace, *, max_rhat: float = 1.01, min_ess: float | None = None, min_bfmi: float = 0.3,
@@ -93,13 +127,19 @@ def diagnose(trace, *, max_rhat: float = 1.01, min_ess: float | None = None, min
     kw = {"var_names": var_names} if var_names else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # constant elements: NaN R-hat / ESS
-        rhat = np.maximum(az.rhat(trace, method="rank", **kw).dataset, az.rhat(trace, method="folded", **kw).dataset)
-        bulk = az.ess(trace, method="bulk", **kw).dataset
-        tail = az.ess(trace, method="tail", **kw).dataset
+        if chains > 1:
+            both = np.maximum(az.rhat(trace, method="rank", **kw).dataset, az.rhat(trace, method="folded", **kw).dataset)
+            rhat = {k: v.values for k, v in both.data_vars.items()}
+        else:
+            names = var_names or list(post.data_vars)
+            rhat = {k: split_rhat(np.asarray(post[k].values)) for k in names}
+        bulk = {k: v.values for k, v in az.ess(trace, method="bulk", **kw).dataset.data_vars.items()}
+        # explicit quantiles: ArviZ 1.x defaults to prob = rcParams["stats.ci_prob"] (0.89, i.e. q11 and q89)
+        tail = {k: v.values for k, v in az.ess(trace, method="tail", prob=TAIL_QUANTILES, **kw).dataset.data_vars.items()}
     worst_rhat, at_rhat = _worst(rhat, np.argmax, -np.inf)
     worst_bulk, at_bulk = _worst(bulk, np.argmin, np.inf)
     worst_tail, at_tail = _worst(tail, np.argmin, np.inf)
-    constant = int(sum(np.isnan(np.asarray(v.values, float)).sum() for v in rhat.data_vars.values()))
+    constant = int(sum(np.isnan(np.asarray(v, float)).sum() for v in rhat.values()))
 
     stats = trace.children.get("sample_stats")
     stats = None if stats is None else trace["sample_stats"]
@@ -133,4 +173,4 @@ def warn_if_failed(diagnostics: Diagnostics, what: str, stacklevel: int = 2) -> 
                       DiagnosticsWarning, stacklevel=stacklevel + 1)
 
 
-__all__ = ["Diagnostics", "DiagnosticsWarning", "diagnose", "warn_if_failed"]
+__all__ = ["Diagnostics", "DiagnosticsWarning", "diagnose", "split_rhat", "warn_if_failed"]

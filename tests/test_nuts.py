@@ -264,7 +264,7 @@ def test_bad_model_arguments_raise(tiny):
     with pytest.raises(ValueError, match="NaN"):
         nuts(net, priors.Gaussian(), (np.full((4, 2), np.nan), y), likelihood=Likelihood("gaussian", 1.0))
     with pytest.raises(ValueError, match="indicators"):
-        batched_sampler(BNN(net, priors.SpikeSlabIG(pi=0.5), Likelihood("gaussian", 1.0)), x, y)
+        batched_sampler(BNN(net, priors.SpikeSlabIG(pi=0.5), Likelihood("gaussian", 1.0)), x, y, NUTSOptions(indicators="gibbs"))
     with pytest.raises(ValueError, match="thinning"):
         NUTSOptions(thinning=0)
 
