@@ -54,7 +54,7 @@ def run(config: dict) -> dict:
     sampler = config["sampler"]
     post = nuts(model, d.train, num_warmup=config["warmup"], num_samples=config["samples"],
                 num_chains=config["chains"], init=config["init"], seed=config["seed"], max_tree_depth=8,
-                max_enumerate=64 if sampler == "nuts" else 1024,
+                max_enumerate=64 if sampler == "nuts" else 1024, target_accept=config.get("target_accept", 0.9),
                 replicas=config["replicas"] if sampler == "replica" else 1, warn=False)
     row = post.diagnostics_row("")
     row.update(indicators=post.indicators or "none", wall_s=post.wall_time, ess_per_s=post.ess_per_s,
@@ -73,12 +73,16 @@ def main(argv: list[str] | None = None):
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     p.add_argument("--replicas", type=positive_int, default=4, help="temperatures of the replica sampler")
     p.add_argument("--init", default="dispersed", choices=("dispersed", "shared"))
+    p.add_argument("--target-accept", type=float, default=0.9, help="NUTS target acceptance (default 0.9)")
     args = parse(p, argv, quick=dict(nets=["1-4-1"]), full=dict(nets=["1-4-1", "1-4-4-1", "30-4-2"]))
     budget = dict(warmup=150, samples=150, chains=2) if args.quick else dict(warmup=300, samples=500, chains=4)
-    configs = [dict(net=n, prior=pr, sampler=s, replicas=args.replicas, init=args.init, seed=args.seed, **budget)
+    if not 0 < args.target_accept < 1:
+        p.error(f"--target-accept must lie in (0, 1); got {args.target_accept}")
+    extra = {} if args.target_accept == 0.9 else {"target_accept": args.target_accept}  # in the configuration when set
+    configs = [dict(net=n, prior=pr, sampler=s, replicas=args.replicas, init=args.init, seed=args.seed, **budget, **extra)
                for n in args.nets for pr in args.priors for s in args.samplers]
     table = run_grid(configs, run, args.out / TABLE, overwrite=args.overwrite, desc="samplers")
-    keys = ("net", "prior", "sampler", "replicas", "init", "seed", "samples", "chains")
+    keys = ("net", "prior", "sampler", "replicas", "init", "seed", "samples", "chains", *extra)
     mine = table.merge(pd.DataFrame(configs)[list(keys)], on=list(keys))
     cols = ["net", "prior", "sampler", "indicators", "ok", "inv_max_rhat", "raw_max_rhat", "inv_min_ess_bulk", "inv_min_ess_tail",
             "inv_divergences", "wall_s", "ess_per_s", "ess_per_1k_grad", "swap_accept"]
