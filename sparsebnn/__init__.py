@@ -12,8 +12,9 @@ import numpyro  # noqa: F401
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bmr", "cluster", "compact", "data", "diagnostics", "infer", "intervals", "invariants", "likelihood",
-               "masks", "metrics", "model", "nets", "posterior", "priors", "prune", "reduction", "results", "sites")
+_SUBMODULES = ("agreement", "bmr", "cluster", "compact", "data", "diagnostics", "infer", "intervals", "invariants",
+               "likelihood", "masks", "metrics", "model", "nets", "posterior", "priors", "prune", "rates", "recovery",
+               "reduction", "results", "sbc", "sites")
 
 
 def __getattr__(name):
