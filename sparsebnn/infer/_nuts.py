@@ -431,7 +431,11 @@ def sample(model: BNN, x, y, options: NUTSOptions, key: jax.Array, init="shared"
     wall = time.perf_counter() - t0
     stats = {_STATS[k[len(prefix):]]: np.asarray(v) for k, v in extra.items()}
     stats["lp"] = -stats["lp"]
-    steps = stats["n_steps"]
+    return _draws(t, samples, stats, stats["n_steps"], options, k_z, x, y, wall)
+
+
+def _draws(t: Target, samples: dict, stats: dict, steps, options: NUTSOptions, k_z, x, y, wall: float) -> Draws:
+    """Tree depths from the leapfrog counts, then exact indicator draws where the indicators were summed out."""
     stats["tree_depth"] = np.floor(np.log2(np.maximum(steps, 1))).astype(np.int64) + 1
     stats["reached_max_treedepth"] = steps >= 2**options.max_tree_depth - 1
     probs = None
@@ -458,16 +462,7 @@ def _sample_tempered(t: Target, model: BNN, x, y, options: NUTSOptions, init, n_
     flat = jax.tree_util.tree_map(lambda v: v.reshape((-1,) + v.shape[2:]), u)
     lead = stats["diverging"].shape
     samples = {k: np.asarray(v).reshape(lead + v.shape[1:]) for k, v in jax.jit(jax.vmap(post))(flat).items()}
-    steps = stats["n_steps_cold"]
-    stats["tree_depth"] = np.floor(np.log2(np.maximum(steps, 1))).astype(np.int64) + 1
-    stats["reached_max_treedepth"] = steps >= 2**options.max_tree_depth - 1
-    probs = None
-    if t.enumerated:
-        z, probs = draw_indicators(t, k_z, samples, x, y)
-        samples.update(z)
-        for s in t.z_sites:
-            samples[s.name] = np.asarray(samples[s.name]).astype(np.int8)
-    return Draws(samples, stats, probs, wall, t.indicators)
+    return _draws(t, samples, stats, stats["n_steps_cold"], options, k_z, x, y, wall)
 
 
 def temperatures(replicas: int, beta_min: float) -> np.ndarray:
