@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import tempfile
 from pathlib import Path
+
+import pandas as pd
 
 import paper_figures
 from experiments._cli import Parser
+from sparsebnn.results import read_table
 
 _NOT_FIGURES = {"style"}
 
@@ -27,13 +31,45 @@ def figure_modules() -> list[str]:
     ]
 
 
-def build_all(results: Path, out: Path) -> dict[str, list[Path]]:
-    """Run every figure module's ``make``; return the paths written, by module."""
-    written = {}
+def _build(results: Path, out: Path, written: dict[str, list[Path]]) -> dict[str, list[Path]]:
     for name in figure_modules():
         paths = importlib.import_module(f"paper_figures.{name}").make(Path(results), Path(out))
         if paths:
-            written[name] = paths
+            written.setdefault(name, []).extend(paths)
+    return written
+
+
+def _datasets(results: Path) -> list[str]:
+    """The datasets of the results tables that hold more than one (``dataset`` column), in order of appearance."""
+    seen: dict[str, None] = {}
+    for f in sorted(results.glob("*.csv")):
+        table = pd.read_csv(f, usecols=lambda c: c == "dataset")
+        names = list(dict.fromkeys(table["dataset"].dropna().astype(str))) if "dataset" in table else []
+        seen.update(dict.fromkeys(names) if len(names) > 1 else {})
+    return list(seen)
+
+
+def build_all(results: Path, out: Path) -> dict[str, list[Path]]:
+    """Run every figure module's ``make``; return the paths written, by module.
+
+    A table with several datasets is drawn once per dataset, into ``out/<dataset>/`` (a figure never mixes
+    datasets); the other tables into ``out``.
+    """
+    results, out = Path(results), Path(out)
+    datasets = _datasets(results)
+    if not datasets:
+        return _build(results, out, {})
+    written: dict[str, list[Path]] = {}
+    for part in (*datasets, None):
+        with tempfile.TemporaryDirectory() as tmp:
+            for f in results.iterdir():
+                table = read_table(f) if f.suffix == ".csv" else None
+                several = table is not None and "dataset" in table and table["dataset"].nunique() > 1
+                if table is None or (part is None and not several):
+                    (Path(tmp) / f.name).symlink_to(f.resolve())
+                elif part is not None and several:
+                    table[table["dataset"].astype(str) == part].to_csv(Path(tmp) / f.name, index=False)
+            _build(Path(tmp), out if part is None else out / part, written)
     return written
 
 

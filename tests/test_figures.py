@@ -7,6 +7,7 @@ Every figure module runs on a synthetic results folder (several seeds, two netwo
 
 import itertools
 from pathlib import Path
+from unittest import mock
 
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
@@ -508,3 +509,25 @@ def test_collapsed_runs_are_marked_in_curves_and_points(tmp_path):
     fig = spam.plot_criteria(spam_rows, "map")
     marks = [l for ax in fig.axes for l in ax.lines if l.get_gid() == style.COLLAPSED_GID]
     assert [(x, y) for l in marks for x, y in zip(l.get_xdata(), l.get_ydata())] == [(0.9, 0.1)]
+
+
+def test_several_datasets_get_one_folder_each_and_no_figure_mixes_them(results, tmp_path):
+    """Tables with two datasets: each dataset's figures in figures/<dataset>/ drawn from its rows alone;
+    tables without a dataset column drawn once, in figures/."""
+    from paper_figures.__main__ import _datasets, build_all
+    from sparsebnn.results import read_table
+
+    two = tmp_path / "results"
+    two.mkdir()
+    for f in results.iterdir():
+        if f.suffix == ".csv" and "dataset" in (table := read_table(f)):
+            pd.concat([table, table.assign(dataset="other")]).to_csv(two / f.name, index=False)
+        else:
+            (two / f.name).symlink_to(f)
+    assert _datasets(results) == [] and "other" in _datasets(two)
+    seen = []
+    with mock.patch("paper_figures.style.save", side_effect=lambda fig, stem: seen.append(Path(stem)) or [Path(stem)]):
+        written = build_all(two, tmp_path / "figs")
+    folders = {p.parent.name for p in seen}
+    assert {"figs", "other", _datasets(two)[0]} <= folders and len(folders) >= 3
+    assert written
