@@ -526,7 +526,12 @@ def test_several_datasets_get_one_folder_each_and_no_figure_mixes_them(results, 
             (two / f.name).symlink_to(f)
     assert _datasets(results) == [] and "other" in _datasets(two)
     seen = []
-    with mock.patch("paper_figures.style.save", side_effect=lambda fig, stem: seen.append(Path(stem)) or [Path(stem)]):
+    def record(fig, stem):
+        plt.close(fig)
+        seen.append(Path(stem))
+        return [Path(stem)]
+
+    with mock.patch("paper_figures.style.save", side_effect=record):
         written = build_all(two, tmp_path / "figs")
     folders = {p.parent.name for p in seen}
     assert {"figs", "other", _datasets(two)[0]} <= folders and len(folders) >= 3
