@@ -39,14 +39,15 @@ def _build(results: Path, out: Path, written: dict[str, list[Path]]) -> dict[str
     return written
 
 
+def _several(results: Path) -> dict[Path, pd.DataFrame]:
+    """The results tables that hold more than one dataset (``dataset`` column), read once."""
+    tables = {f: read_table(f) for f in sorted(results.glob("*.csv"))}
+    return {f: t for f, t in tables.items() if "dataset" in t and t["dataset"].nunique() > 1}
+
+
 def _datasets(results: Path) -> list[str]:
-    """The datasets of the results tables that hold more than one (``dataset`` column), in order of appearance."""
-    seen: dict[str, None] = {}
-    for f in sorted(results.glob("*.csv")):
-        table = pd.read_csv(f, usecols=lambda c: c == "dataset")
-        names = list(dict.fromkeys(table["dataset"].dropna().astype(str))) if "dataset" in table else []
-        seen.update(dict.fromkeys(names) if len(names) > 1 else {})
-    return list(seen)
+    """The datasets of the tables of :func:`_several`, in order of appearance."""
+    return list(dict.fromkeys(d for t in _several(results).values() for d in t["dataset"].dropna().astype(str)))
 
 
 def build_all(results: Path, out: Path) -> dict[str, list[Path]]:
@@ -56,18 +57,19 @@ def build_all(results: Path, out: Path) -> dict[str, list[Path]]:
     datasets); the other tables into ``out``.
     """
     results, out = Path(results), Path(out)
-    datasets = _datasets(results)
-    if not datasets:
+    several = _several(results)
+    if not several:
         return _build(results, out, {})
+    datasets = dict.fromkeys(d for t in several.values() for d in t["dataset"].dropna().astype(str))
     written: dict[str, list[Path]] = {}
     for part in (*datasets, None):
         with tempfile.TemporaryDirectory() as tmp:
             for f in results.iterdir():
-                table = read_table(f) if f.suffix == ".csv" else None
-                several = table is not None and "dataset" in table and table["dataset"].nunique() > 1
-                if table is None or (part is None and not several):
-                    (Path(tmp) / f.name).symlink_to(f.resolve())
-                elif part is not None and several:
+                if f not in several:  # other tables: in the dataset-free pass; other files (npz summaries): in every pass
+                    if part is None or f.suffix != ".csv":
+                        (Path(tmp) / f.name).symlink_to(f.resolve())
+                elif part is not None:
+                    table = several[f]
                     table[table["dataset"].astype(str) == part].to_csv(Path(tmp) / f.name, index=False)
             _build(Path(tmp), out if part is None else out / part, written)
     return written
