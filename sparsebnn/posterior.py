@@ -48,10 +48,16 @@ class GaussianFactors(NamedTuple):
 
 def spike_delta_f(factors: GaussianFactors) -> Params:
     """ΔF of moving each coordinate to a spike at 0 (Savage–Dickey, :func:`sparsebnn.bmr.spike_delta_f`); 0 where already there."""
+    spike, raw = spike_delta_f_parts(factors)
+    return jax.tree_util.tree_map(lambda s, d: jnp.where(s, jnp.zeros_like(d), d), spike, raw)
+
+
+def spike_delta_f_parts(factors: GaussianFactors) -> tuple[Params, Params]:
+    """``(spike, raw)``: where ``prior_var == 0`` (already at the spike), and the spike ΔF with a unit prior
+    variance standing in there, so ``raw`` is finite exactly where mean, var and prior_var are valid."""
     spike = jax.tree_util.tree_map(lambda v: v == 0, factors.prior_var)
     safe = jax.tree_util.tree_map(lambda s, v: jnp.where(s, jnp.ones_like(v), v), spike, factors.prior_var)
-    df = bmr.spike_delta_f(factors.mean, factors.var, safe)
-    return jax.tree_util.tree_map(lambda s, d: jnp.where(s, jnp.zeros_like(d), d), spike, df)
+    return spike, bmr.spike_delta_f(factors.mean, factors.var, safe)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -187,4 +193,5 @@ class Point(Posterior):
         raise ValueError("a point estimate has no posterior variance: Bayesian model reduction needs a posterior")
 
 
-__all__ = ["DRAWS", "GaussianFactors", "ModelPosterior", "Point", "Posterior", "check_draws", "check_inputs", "spike_delta_f"]
+__all__ = ["DRAWS", "GaussianFactors", "ModelPosterior", "Point", "Posterior", "check_draws", "check_inputs", "spike_delta_f",
+           "spike_delta_f_parts"]

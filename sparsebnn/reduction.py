@@ -56,7 +56,7 @@ from sparsebnn.infer._svi import positive_int, setup, weight_pool
 from sparsebnn.masks import to_nodes
 from sparsebnn.model import BNN
 from sparsebnn.nets import Network, Params, node_groups
-from sparsebnn.posterior import GaussianFactors, spike_delta_f
+from sparsebnn.posterior import GaussianFactors, spike_delta_f, spike_delta_f_parts
 from sparsebnn.priors import Gaussian, Prior, param_shapes
 
 RULES = ("threshold", "beta_bernoulli")
@@ -142,7 +142,8 @@ def _any_bad(df) -> jax.Array:
 
 @jax.jit
 def _bad_values(mean, var, prior_var) -> jax.Array:
-    """``[non-finite anywhere, var <= 0 somewhere, prior_var < 0 somewhere]``, fused into the reduction's pass."""
+    """``[non-finite anywhere, var <= 0 somewhere, prior_var < 0 somewhere]``: which check failed, once
+    :func:`_any_bad` has flagged the pass (the error path only)."""
     def anywhere(test, tree):
         return jnp.any(jnp.stack([jnp.any(test(x)) for x in jax.tree_util.tree_leaves(tree)]))
 
@@ -166,9 +167,7 @@ def _reducer(net: Network, rule: str, level: str, n_iter: int):
 
 
 def _reduce(mean, var, prior_var, margin, *, net: Network, rule: str, level: str, n_iter: int):
-    spike = jax.tree_util.tree_map(lambda v: v == 0, prior_var)
-    safe = jax.tree_util.tree_map(lambda s, v: jnp.where(s, jnp.ones_like(v), v), spike, prior_var)
-    raw = bmr.spike_delta_f(mean, var, safe)  # at a spike: ΔF against a unit prior, finite iff mean, var are valid
+    spike, raw = spike_delta_f_parts(GaussianFactors(mean, var, prior_var))
     df = jax.tree_util.tree_map(lambda s, d: jnp.where(s, jnp.zeros_like(d), d), spike, raw)
     keep = jax.tree_util.tree_map(jnp.logical_not, spike)
     output = net.layers[-1].name
