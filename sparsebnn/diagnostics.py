@@ -127,12 +127,7 @@ def diagnose(trace, *, max_rhat: float = 1.01, min_ess: float | None = None, min
     kw = {"var_names": var_names} if var_names else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # constant elements: NaN R-hat / ESS
-        if chains > 1:
-            both = np.maximum(az.rhat(trace, method="rank", **kw).dataset, az.rhat(trace, method="folded", **kw).dataset)
-            rhat = {k: v.values for k, v in both.data_vars.items()}
-        else:
-            names = var_names or list(post.data_vars)
-            rhat = {k: split_rhat(np.asarray(post[k].values)) for k in names}
+        rhat = {k: split_rhat(np.asarray(post[k].values)) for k in var_names or list(post.data_vars)}
         bulk = {k: v.values for k, v in az.ess(trace, method="bulk", **kw).dataset.data_vars.items()}
         # explicit quantiles: ArviZ 1.x defaults to prob = rcParams["stats.ci_prob"] (0.89, i.e. q11 and q89)
         tail = {k: v.values for k, v in az.ess(trace, method="tail", prob=TAIL_QUANTILES, **kw).dataset.data_vars.items()}
