@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 
 from sparsebnn import nets
@@ -129,6 +131,34 @@ def test_layer_norm_and_pooling_match_numpy():
         blocks = h.reshape(2, 2, 2, 2, 2, 3)
         np.testing.assert_allclose(np.asarray(_layers.max_pool(jnp.asarray(h))), blocks.max((2, 4)))
         np.testing.assert_allclose(np.asarray(_layers.avg_pool(jnp.asarray(h))), blocks.mean((2, 4)), rtol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), side=st.integers(4, 9), c_in=st.integers(1, 3), c_out=st.integers(1, 3),
+       kernel=st.integers(1, 4), stride=st.integers(1, 3), padding=st.sampled_from(["SAME", "VALID", ((1, 2), (0, 1))]),
+       seed=st.integers(0, 2**16))
+def test_conv_derivatives_are_the_convolutions(n, side, c_in, c_out, kernel, stride, padding, seed):
+    """The conv's custom tangent (patch products on CPU) equals autodiff of lax.conv_general_dilated: value,
+    gradient, JVP, Hessian-vector product and vmapped gradient, in float64."""
+    def lax_conv(h, w):
+        return jax.lax.conv_general_dilated(h, w, (stride, stride), padding, dimension_numbers=_layers._DIMS)
+
+    with jax.enable_x64(True):
+        k = jax.random.split(jax.random.key(seed), 4)
+        h = jax.random.normal(k[0], (n, side, side + 1, c_in), jnp.float64)
+        w = jax.random.normal(k[1], (kernel, kernel, c_in, c_out), jnp.float64)
+        dh, dw = jax.random.normal(k[2], h.shape, jnp.float64), jax.random.normal(k[3], w.shape, jnp.float64)
+        ours = lambda h, w: jnp.sum(jnp.sin(_layers._conv(h, w, stride, padding)))  # noqa: E731
+        ref = lambda h, w: jnp.sum(jnp.sin(lax_conv(h, w)))  # noqa: E731
+        pairs = [(jax.grad(ours, (0, 1))(h, w), jax.grad(ref, (0, 1))(h, w)),
+                 (jax.jvp(ours, (h, w), (dh, dw)), jax.jvp(ref, (h, w), (dh, dw))),
+                 (jax.jvp(lambda w: jax.grad(ours, 1)(h, w), (w,), (dw,)),
+                  jax.jvp(lambda w: jax.grad(ref, 1)(h, w), (w,), (dw,))),
+                 (jax.vmap(jax.grad(ours, 1), (None, 0))(h, jnp.stack([w, -2 * w])),
+                  jax.vmap(jax.grad(ref, 1), (None, 0))(h, jnp.stack([w, -2 * w])))]
+        for got, want in pairs:
+            for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

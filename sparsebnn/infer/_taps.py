@@ -29,7 +29,9 @@ class Untappable(ValueError):
 
 
 _PASS = ("convert_element_type", "copy", "copy_p", "optimization_barrier")
-_CALLS = ("jit", "pjit", "closed_call", "core_call", "remat", "checkpoint")
+# call primitives -> the param holding the inner jaxpr (custom_jvp_call: the conv of sparsebnn.nets)
+_CALLS = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr", "core_call": "call_jaxpr", "remat": "jaxpr",
+          "remat2": "jaxpr", "checkpoint": "jaxpr", "custom_jvp_call": "call_jaxpr"}
 
 
 class Tap(NamedTuple):
@@ -126,7 +128,7 @@ def _eval(jaxpr, consts, args, tags: dict, probes, taps: dict, acts: dict, bad: 
             ans = bind(eqn, invals)
             tags[eqn.outvars[0]] = tagged[0][1]
         elif prim in _CALLS:
-            inner = eqn.params["jaxpr"]
+            inner = eqn.params[_CALLS[prim]]
             inner_jaxpr, inner_consts = (inner.jaxpr, inner.consts) if isinstance(inner, ClosedJaxpr) else (inner, ())
             inner_tags = {inner_jaxpr.invars[i]: layer for i, layer in tagged}
             ans = _eval(inner_jaxpr, inner_consts, invals, inner_tags, probes, taps, acts, bad)

@@ -6,6 +6,7 @@ Every layer function reads its sizes from the parameter shapes, never from a clo
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -75,8 +76,42 @@ def dense(p: dict, h: jax.Array) -> jax.Array:
 
 def conv(p: dict, h: jax.Array, stride: int = 1, padding: str = "SAME") -> jax.Array:
     """2-D convolution of an NHWC batch with HWIO weights, plus bias."""
-    y = lax.conv_general_dilated(h, p["w"], (stride, stride), padding, dimension_numbers=_DIMS)
-    return y + p["b"]
+    return _conv(h, p["w"], stride, padding) + p["b"]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _conv(h: jax.Array, w: jax.Array, stride: int, padding: str) -> jax.Array:
+    """``lax.conv_general_dilated`` (NHWC, HWIO) whose tangent, on CPU, is the patch product of :func:`_conv_patches`.
+
+    Why: XLA:CPU runs the transposed convolutions of the backward pass 10-20x slower inside a loop
+    (``lax.scan``, as in every training driver; jax-ml/jax#12868) than outside one. The tangent
+    ``conv(dh, w) + conv(h, dw)`` written as ``patches(dh) @ W + patches(h) @ dW`` transposes to
+    slices, pads and matmuls, which stay fast in loops. The primal (and the tangent elsewhere) is
+    the backend's convolution.
+    """
+    return lax.conv_general_dilated(h, w, (stride, stride), padding, dimension_numbers=_DIMS)
+
+
+def _conv_patches(h: jax.Array, w: jax.Array, stride: int, padding) -> jax.Array:
+    """The same convolution as ``patches(h) @ w.reshape(k·k·c_in, c_out)`` (im2col by strided slices)."""
+    kh, kw, c_in, c_out = w.shape
+    pads = lax.padtype_to_pads(h.shape[1:3], (kh, kw), (stride, stride), padding) if isinstance(padding, str) \
+        else tuple(padding)
+    h = jnp.pad(h, ((0, 0), *pads, (0, 0)))
+    n, height, width, _ = h.shape
+    ho, wo = (height - kh) // stride + 1, (width - kw) // stride + 1
+    cols = [lax.slice(h, (0, i, j, 0), (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c_in),
+                      (1, stride, stride, 1)) for i in range(kh) for j in range(kw)]
+    return jnp.concatenate(cols, axis=-1) @ w.reshape(kh * kw * c_in, c_out)
+
+
+@_conv.defjvp
+def _conv_jvp(stride, padding, primals, tangents):
+    h, w = primals
+    dh, dw = tangents
+    tangent = lambda h, w, dh, dw: _conv_patches(dh, w, stride, padding) + _conv_patches(h, dw, stride, padding)
+    backend = lambda h, w, dh, dw: _conv.fun(dh, w, stride, padding) + _conv.fun(h, dw, stride, padding)
+    return _conv(h, w, stride, padding), lax.platform_dependent(h, w, dh, dw, cpu=tangent, default=backend)
 
 
 def max_pool(h: jax.Array, k: int = 2) -> jax.Array:
