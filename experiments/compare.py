@@ -128,7 +128,8 @@ def fit_map(config, net, ds, epochs) -> tuple[Posterior, dict]:
 def fit_laplace(config, net, ds, epochs) -> tuple[Posterior, dict]:
     """MAP with online marginal-likelihood learning of a per-layer prior precision; diagonal GGN Laplace."""
     post = laplace(net, priors.Gaussian(learn="layer"), ds.train, curvature="diag", epochs=epochs,
-                   batch_size=config["batch_size"], lr=config["lr"], marglik_every=max(epochs // 10, 1),
+                   batch_size=config["batch_size"], lr=config["lr"],
+                   marglik_every=max(epochs // config.get("marglik_updates", MARGLIK_UPDATES), 1),
                    marglik_burnin=max(epochs // 5, 1), hyper_steps=50, seed=config["seed"], progress=False)
     return post, {}
 
@@ -215,7 +216,7 @@ def run(config: dict, out: Path) -> list[dict]:
 
 
 def configs(nets_, methods, dataset, steps, hidden, batch_size, lr, samples, seed, opd_sparsity, opd_node_sparsity,
-            creg=True, svi_lr=5e-3) -> list[dict]:
+            creg=True, svi_lr=5e-3, marglik_updates=None) -> list[dict]:
     out = []
     for n in nets_:
         for m in methods:
@@ -225,6 +226,8 @@ def configs(nets_, methods, dataset, steps, hidden, batch_size, lr, samples, see
                 base["svi_lr"] = svi_lr
             if m == "laplace-opd":
                 base.update(opd_sparsity=opd_sparsity, opd_node_sparsity=opd_node_sparsity)
+                if marglik_updates not in (None, MARGLIK_UPDATES):  # keyed only when not the default: old rows resume
+                    base["marglik_updates"] = marglik_updates
             if m == "ss-ghs":
                 out += [{**base, "c_reg": c} for c in ((1.0, "fan_in") if creg else (1.0,))]
             else:
@@ -238,6 +241,7 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     return over_seeds(table, ["dataset", *SUMMARY_COLUMNS[:4]], SUMMARY_COLUMNS[4:])
 
 
+MARGLIK_UPDATES = 10  # Laplace prior-precision updates over a fit (every epochs // 10 epochs)
 QUICK = dict(nets=["mlp"], steps=100, hidden=[16, 16], samples=4)
 FULL = dict(nets=["mlp", "lenet"], steps=4000, hidden=[100, 100], samples=32)
 
@@ -259,12 +263,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--opd-sparsity", type=fraction, default=0.8, help="Laplace-OPD unstructured sparsity")
     p.add_argument("--opd-node-sparsity", type=fraction, default=0.5, help="Laplace-OPD fraction of all nodes pruned (global ranking)")
     p.add_argument("--no-creg", action="store_true", help="skip the SS-GHS c_reg = k_l + 1 run")
+    p.add_argument("--marglik-updates", type=positive_int, default=MARGLIK_UPDATES,
+                   help=f"Laplace: about this many prior-precision updates over the training (default {MARGLIK_UPDATES})")
     args = parse(p, argv, quick=QUICK, full=FULL)
     check_data(p, args.dataset, [n for n in args.nets if n != "mlp"], args.batch_size)
     grid = [c for seed in args.seeds
             for c in configs(args.nets, args.methods, args.dataset, args.steps, args.hidden, args.batch_size, args.lr,
                              args.samples, seed, args.opd_sparsity, args.opd_node_sparsity, creg=not args.no_creg,
-                             svi_lr=args.svi_lr)]
+                             svi_lr=args.svi_lr, marglik_updates=args.marglik_updates)]
     progress, out = len(grid) == 1, args.out
     table = execute(args, grid, lambda c: run({**c, "progress": progress}, out), out / "compare.csv", desc="compare")
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):

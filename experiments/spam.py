@@ -54,7 +54,7 @@ def _evaluate(net, params, test, masks=None, reference_accuracy=None) -> dict:
 
 
 def run(config: dict) -> list[dict]:
-    sched = QUICK if config["quick"] else FULL
+    sched = {**(QUICK if config["quick"] else FULL), **config.get("schedule", {})}
     ds = load_data(config["dataset"], seed=config["seed"], flat=config["net"] == "mlp")
     name, options = NETS[config["net"]]
     net = nets.build(name, ds, **options | ({"hidden": sched["hidden"]} if name == "mlp" else {}))
@@ -109,10 +109,16 @@ def main(argv: list[str] | None = None):
                    help="masked fine-tuning epochs after pruning (default 0)")
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--batch-size", type=positive_int, default=128)
+    for flag, what in (("epochs", "MAP training epochs"), ("marglik-every", "epochs between prior updates"),
+                       ("marglik-burnin", "epochs before the first prior update")):
+        p.add_argument(f"--{flag}", type=positive_int, default=None, help=f"{what} (default {FULL[flag.replace('-', '_')]}; "
+                       f"--quick {QUICK[flag.replace('-', '_')]})")
     args = parse(p, argv, quick=dict(structures=QUICK_STRUCTURES), full=dict(structures=STRUCTURES))
+    schedule = {k: getattr(args, k) for k in ("epochs", "marglik_every", "marglik_burnin") if getattr(args, k) is not None}
     check_data(p, args.dataset, [n for n in args.net if n != "mlp"], args.batch_size)
     configs = [dict(dataset=args.dataset, net=n, structure=s, curvature=args.curvature, seed=seed, lr=args.lr,
-                    batch_size=args.batch_size, finetune_epochs=args.finetune_epochs, quick=args.quick)
+                    batch_size=args.batch_size, finetune_epochs=args.finetune_epochs, quick=args.quick,
+                    **({"schedule": schedule} if schedule else {}))
                for seed in args.seeds for n in args.net for s in args.structures]
     table = execute(args, configs, run, args.out / "spam.csv", desc="spam")
     if len(table):

@@ -78,7 +78,7 @@ def _svi_rows(post, net, test, samples, key, base):
 
 def run(config: dict) -> list[dict]:
     quick = config["quick"]
-    sched = QUICK if quick else FULL
+    sched = {**(QUICK if quick else FULL), **config.get("schedule", {})}
     ds = load(config["dataset"], config["net"], config["seed"])
     name, options = NETS[config["net"]]
     net = nets.build(name, ds, **options | ({"hidden": sched["hidden"]} if name == "mlp" else {}))
@@ -124,10 +124,16 @@ def main(argv: list[str] | None = None):
     p.add_argument("--init-scale", type=positive_float, default=0.1,
                    help="initial sd of the SVI weight factors (default 0.1)")
     p.add_argument("--batch-size", type=positive_int, default=128)
+    for flag, what in (("warmup", "SVI warm-up steps before the first reduction"), ("rounds", "reduction rounds"),
+                       ("steps-per-round", "SVI steps between reductions")):
+        p.add_argument(f"--{flag}", type=positive_int, default=None, help=f"{what} (default {FULL[flag.replace('-', '_')]}; "
+                       f"--quick {QUICK[flag.replace('-', '_')]})")
     args = parse(p, argv, quick=dict(net=["mlp"]), full=dict(net=list(NETS)))
+    schedule = {k: getattr(args, k) for k in ("warmup", "rounds", "steps_per_round") if getattr(args, k) is not None}
     check_data(p, args.dataset, [n for n in args.net if n != "mlp"], args.batch_size)
     configs = [dict(dataset=args.dataset, net=n, method=m, seed=seed, lr=args.lr, sigma0=args.sigma0,
-                    init_scale=args.init_scale, batch_size=args.batch_size, quick=args.quick)
+                    init_scale=args.init_scale, batch_size=args.batch_size, quick=args.quick,
+                    **({"schedule": schedule} if schedule else {}))
                for seed in args.seeds for n in args.net for m in args.methods]
     table = execute(args, configs, run, args.out / "stochastic_bmr.csv", desc="stochastic_bmr")
     final = summary(table)

@@ -39,7 +39,9 @@ thousands of nats of KL on 1,258 training examples.
 One row per prior and seed (``--seeds``) in ``<out>/svi_sparsity.csv``: accuracy, NLL, Brier, ECE (10 equal-width bins) and
 ECE (20 equal-mass bins) of the pruned network, accuracy and NLL before pruning (``*_dense``), nodes kept overall and per layer, weight sparsity and compression ratio
 (total / nonzero parameters of the pruned network), FLOPs ratio (compacted / dense forward pass,
-2 × multiply–accumulates, ``sparsebnn.compact.flops``), wall time (compilation included) and
+2 × multiply–accumulates, ``sparsebnn.compact.flops``), latency of the dense and the compacted posterior mean
+(median jitted forward pass over 512 test inputs, ``sparsebnn.compact.latency``) and their ratio
+``latency_ratio`` (1 for map), wall time (compilation included) and
 steady-state steps per second, ``collapsed`` / ``collapse_reason`` (:func:`sparsebnn.metrics.collapse_columns`;
 the printed summary adds the margin lost against map).
 """
@@ -49,6 +51,7 @@ from __future__ import annotations
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
@@ -72,6 +75,7 @@ METHODS = ("map", *PRIORS)  # map: no prior fitted by SVI, the unpruned referenc
 NETS = {"mlp": ("mlp", {}), "lenet5": ("lenet5", {}), "lenet5_caffe": ("lenet5_caffe", {})}
 DEFAULTS = {"steps": 12000, "lr": 5e-3, "init_scale": 1e-2}
 PRIOR_DEFAULTS = {"ss-ghs": {"steps": 16000, "lr": 1e-2, "init_scale": 1e-3}}
+LATENCY_BATCH = 512  # test inputs per timed forward pass (latency_*)
 
 
 def run(config: dict) -> dict:
@@ -104,12 +108,15 @@ def run(config: dict) -> dict:
         row.update(accuracy_dense=dense["accuracy"], nll_dense=dense["nll"])
         outputs = np.asarray(post.predict(ds.test.x, k_pred, config["samples"], masks=pruned))
         params = post.mean_params(k_mean, config["samples"], masks=pruned)
-        small, _ = compact.compact(net, params, masks)
-        row.update(wall_time_s=wall, steps_per_s=post.steps_per_s, final_loss=float(post.losses[-20:].mean()))
+        small, small_params = compact.compact(net, params, masks)
+        x = jnp.asarray(ds.test.x[:LATENCY_BATCH])
+        row.update(wall_time_s=wall, steps_per_s=post.steps_per_s, final_loss=float(post.losses[-20:].mean()),
+                   latency_dense_s=compact.latency(net, params, x), latency_compact_s=compact.latency(small, small_params, x))
+        row["latency_ratio"] = row["latency_compact_s"] / row["latency_dense_s"]
     row.update(metrics.evaluate(outputs, ds.test.y, params=params, masks=masks, net=None if small is None else net,
                                 compact_net=small))
     if masks is None:
-        row.update(compression_ratio=metrics.compression_ratio(params), flops_ratio=1.0)
+        row.update(compression_ratio=metrics.compression_ratio(params), flops_ratio=1.0, latency_ratio=1.0)
     return row | metrics.collapse_columns(row, units=metrics.layer_units(net))
 
 
@@ -157,7 +164,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     table = execute(args, configs, lambda c: run({**c, "progress": progress}), args.out / "svi_sparsity.csv",
                     desc="svi_sparsity")
     cols = ["steps", "accuracy", "nll", "ece", "accuracy_dense", "nodes_kept", "compression_ratio", "flops_ratio",
-            "wall_time_s", "steps_per_s"]
+            "latency_ratio", "wall_time_s", "steps_per_s"]
     cols += sorted(c for c in table.columns if c.startswith("nodes_kept/"))
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 4):
         print(over_seeds(table, ["dataset", "net", "prior"], cols).to_string(index=False))
