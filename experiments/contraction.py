@@ -72,7 +72,7 @@ from sparsebnn.infer import nuts, svi
 from sparsebnn.likelihood import Likelihood
 from sparsebnn.rates import fit_slope, ols_slope
 from sparsebnn.recovery import choose_teacher_seed, match_nodes, node_activations, node_signal, signal_check_x
-from sparsebnn.results import ResultsStore, config_key, write_table
+from sparsebnn.results import ResultsStore, config_key, reference_passed, write_table
 from theory.contraction import Architecture, architecture, contraction_rate, hellinger, mass_outside
 
 TABLE = "contraction.csv"
@@ -349,8 +349,8 @@ def fan_in(table: pd.DataFrame, n: int | None = None) -> pd.DataFrame:
 
 
 def nuts_vs_svi(table: pd.DataFrame) -> pd.DataFrame:
-    """NUTS rows next to the SVI fit of the same (prior, pi, n, width, seed)."""
-    ref = table[table["method"] == "nuts"]
+    """NUTS rows whose reference passed its diagnostics next to the SVI fit of the same (prior, pi, n, width, seed)."""
+    ref = table[(table["method"] == "nuts") & reference_passed(table)]
     if ref.empty:
         return pd.DataFrame()
     keys = ["prior", "pi", "n", "width", "seed"]
@@ -367,8 +367,11 @@ def summarize(table: pd.DataFrame, draws: pd.DataFrame | None = None, fan_in_n: 
     """All summary tables (see the module docstring); printed, and the slope / by-n tables written to ``out_dir``."""
     if table.empty:
         raise ValueError("the results table is empty")
+    failed = table[(table["method"] == "nuts") & ~reference_passed(table)]
     parts = {"slopes": slopes(table), "by_n": by_n(table, draws),
-             "fan_in": fan_in(table, fan_in_n), "nuts": nuts_vs_svi(table)}
+             "fan_in": fan_in(table, fan_in_n), "nuts": nuts_vs_svi(table),
+             "nuts_failed": failed[[c for c in ("prior", "pi", "n", "width", "seed", "nuts_inv_max_rhat",
+                                                "nuts_inv_min_ess_bulk", "nuts_problems") if c in failed]]}
     if out_dir is not None:
         write_table(parts["slopes"], Path(out_dir) / SLOPES)
         write_table(parts["by_n"], Path(out_dir) / SUMMARY)
@@ -376,7 +379,8 @@ def summarize(table: pd.DataFrame, draws: pd.DataFrame | None = None, fan_in_n: 
               "by_n": "by n (means over seeds): E_q[d_H], eps_n, kept / true / false positive / inert nodes per "
                       "layer, fraction recovered exactly and up to inert nodes, variational mass outside M * eps_n (scaled to the first point)",
               "fan_in": "fan-in at fixed active nodes: E_q[d_H] and eps_n relative to the narrowest width",
-              "nuts": "reference NUTS vs SVI (same data)"}
+              "nuts": "reference NUTS vs SVI (same data; references that passed their diagnostics)",
+              "nuts_failed": "reference NUTS runs that failed their diagnostics (not compared)"}
     with pd.option_context("display.width", 200, "display.max_columns", 40, "display.float_format", "{:.4g}".format):
         for name, part in parts.items():
             if not part.empty:

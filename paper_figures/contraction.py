@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from paper_figures import style
+from sparsebnn.results import reference_passed
 
 TABLE = "contraction.csv"
 SLOPES = "contraction_slopes.csv"
@@ -88,7 +89,7 @@ def plot_rate(table: pd.DataFrame, slopes: pd.DataFrame | None = None) -> Figure
                     interval = "" if np.isnan(r["slope_lo"]) else f" [{r['slope_lo']:.2f}, {r['slope_hi']:.2f}]"
                     prefix = f"{_pi_label(pi)}: " if several else ""
                     notes.append(f"{prefix}{r['slope']:.2f}{interval} vs ε_n {r['eps_slope']:.2f}")
-        ref = table[(table["method"] == "nuts") & (table["prior"] == prior)]
+        ref = table[(table["method"] == "nuts") & (table["prior"] == prior) & reference_passed(table)]
         if not ref.empty:
             ax.scatter(ref["n"], ref["dh_mean"], marker=style.look("nuts").marker, s=14, color=style.look("nuts").color, label="NUTS", zorder=3)
         ax.set_xscale("log")

@@ -7,6 +7,7 @@
 * ``svi_vs_nuts_bmr``: ΔF of ``ε → 0`` from the SVI Gaussian and from a Gaussian fitted to the NUTS
   draws against the Savage–Dickey ratio estimated from the NUTS draws.
 
+Only runs whose NUTS reference passed its (relabelling-invariant) diagnostics are drawn (:func:`passing`).
 Each ``plot_*`` function is pure: a detail table in, a ``Figure`` out.
 """
 
@@ -19,6 +20,7 @@ import pandas as pd
 
 from paper_figures import style
 from paper_figures.style import figure, look
+from sparsebnn.results import reference_passed
 
 RUN = ["dataset", "widths", "prior"]
 MAX_RUNS = 6
@@ -136,15 +138,27 @@ def plot_bmr(df: pd.DataFrame):
 PLOTS = {"marginals": plot_marginals, "inclusion": plot_inclusion, "bands": plot_bands, "bmr": plot_bmr}
 
 
+def passing(df: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """The rows of ``df`` whose NUTS reference passed its diagnostics (``nuts_ok`` of ``runs``, the main table):
+    an SVI-vs-NUTS comparison against an unconverged reference is no comparison. Without the main table, all rows."""
+    if runs is None or "nuts_ok" not in runs:
+        return df
+    keys = [k for k in (*RUN, "seed") if k in df and k in runs]
+    ok = runs.loc[reference_passed(runs), keys].drop_duplicates()
+    return df.merge(ok, on=keys, how="inner")[df.columns]
+
+
 def make(results_dir: Path, out_dir: Path) -> list[Path]:
-    """Every figure whose table exists under ``results_dir``; ``[]`` when none do."""
+    """Every figure whose table exists under ``results_dir``, drawn from the runs whose reference passed; ``[]`` when none do."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
+    main = results_dir / "svi_vs_nuts.csv"
+    runs = pd.read_csv(main) if main.exists() else None
     paths = []
     for name, plot in PLOTS.items():
         table = results_dir / f"svi_vs_nuts_{name}.csv"
         if not table.exists():
             continue
-        df = pd.read_csv(table)
+        df = passing(pd.read_csv(table), runs)
         if df.empty:
             continue
         paths += style.save(plot(df), out_dir / f"svi_vs_nuts_{name}")

@@ -297,6 +297,18 @@ def run_grid(
     return read_table(path)
 
 
+# ----------------------------------------------------------------------------- reference runs
+
+
+def reference_passed(table: pd.DataFrame, column: str = "nuts_ok") -> pd.Series:
+    """Per row, whether its reference sampler passed its diagnostics (``column`` True, as written or as read back
+    from CSV). A table without the column has no verdict: every row is False. SVI-vs-NUTS tables and figures
+    compare only these rows; the others are listed with their problems."""
+    if column not in table:
+        return pd.Series(False, index=table.index)
+    return table[column].astype(str).str.strip().str.lower().isin(("true", "1", "1.0"))
+
+
 # ----------------------------------------------------------------------------- collapsed runs
 
 # the reference arm of a comparison table: column -> its values, the first present wins (MAP)

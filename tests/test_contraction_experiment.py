@@ -82,8 +82,11 @@ def _synthetic(rng):
                                  config_key=f"{prior}|w{w}|{seed}", dh_mean=2.0 * 4000**-0.5 * w / 50,
                                  eps_n=10.0 * 4000**-0.45 * e,
                                  kept_1=5, tp_1=5, fp_1=0, s_1=5, kept_2=3, tp_2=3, fp_2=0, s_2=3, recovered=True))
-    table = pd.DataFrame(rows)
-    table.loc[len(table)] = dict(table.iloc[0], method="nuts", config_key="nuts", dh_mean=0.05, recovered=False)
+    table = pd.DataFrame(rows).assign(nuts_ok=None)
+    table.loc[len(table)] = dict(table.iloc[0], method="nuts", config_key="nuts", dh_mean=0.05, recovered=False,
+                                 nuts_ok=True)
+    table.loc[len(table)] = dict(table.iloc[0], method="nuts", config_key="nuts-bad", dh_mean=0.5, recovered=False,
+                                 nuts_ok=False, seed=1)  # an unconverged reference: listed, never compared
     return table
 
 
@@ -113,9 +116,10 @@ def test_slopes_by_n_fan_in_and_mass_on_a_synthetic_table():
     assert exp.fan_in(table).equals(f)  # the n with a width grid is found by itself
 
     nv = exp.nuts_vs_svi(table)
-    assert len(nv) == 1 and nv["dh_mean_nuts"].iloc[0] == 0.05
+    assert len(nv) == 1 and nv["dh_mean_nuts"].iloc[0] == 0.05  # the failed reference is not compared
     parts = exp.summarize(table, draws)
-    assert set(parts) == {"slopes", "by_n", "fan_in", "nuts"}
+    assert set(parts) == {"slopes", "by_n", "fan_in", "nuts", "nuts_failed"}
+    assert parts["nuts_failed"]["seed"].tolist() == [1]
     with pytest.raises(ValueError, match="empty"):
         exp.summarize(table.iloc[:0])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 
 import numpy as np
@@ -49,10 +50,27 @@ def test_quick_run_resumes_and_makes_figures(quick, tmp_path):
     out, table, _ = quick
     again = exp.main(["--quick", "--out", str(out)])  # everything done: nothing recomputed
     assert len(again) == 1 and again["nuts_wall_s"].iloc[0] == table["nuts_wall_s"].iloc[0]
-    paths = fig.make(out, tmp_path / "figs")
-    assert {p.name for p in paths} == {f"svi_vs_nuts_{n}.{s}" for n in fig.PLOTS for s in ("pdf", "png")}
-    assert all(p.stat().st_size > 0 for p in paths)
+    # the figures carry only runs whose reference passed: force the verdict both ways on a copy of the tables
+    for ok in (True, False):
+        copy = tmp_path / f"ok_{ok}"
+        copy.mkdir()
+        for name in exp.DETAILS:
+            shutil.copy(out / f"svi_vs_nuts_{name}.csv", copy)
+        table.assign(nuts_ok=ok).to_csv(copy / exp.TABLE, index=False)
+        paths = fig.make(copy, tmp_path / f"figs_{ok}")
+        want = {f"svi_vs_nuts_{n}.{s}" for n in fig.PLOTS for s in ("pdf", "png")} if ok else set()
+        assert {p.name for p in paths} == want
+        assert all(p.stat().st_size > 0 for p in paths)
     assert fig.make(tmp_path / "nothing", tmp_path / "figs2") == []
+
+
+def test_figures_keep_only_passing_references():
+    runs = pd.DataFrame({"dataset": ["a", "a", "b"], "widths": ["[1, 4, 1]"] * 3, "prior": ["x", "y", "x"],
+                         "seed": 0, "nuts_ok": [True, False, True]})
+    detail = pd.DataFrame({"dataset": ["a", "a", "a", "b"], "widths": ["[1, 4, 1]"] * 4, "prior": ["x", "x", "y", "x"],
+                           "seed": 0, "value": [1.0, 2.0, 3.0, 4.0]})
+    assert fig.passing(detail, runs)["value"].tolist() == [1.0, 2.0, 4.0]
+    assert fig.passing(detail, None).equals(detail)
 
 
 def test_bad_dataset_name():
