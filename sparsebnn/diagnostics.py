@@ -11,7 +11,7 @@ Checks (Vehtari et al. 2021, Betancourt 2016), every one computed by ArviZ:
 * ESS: bulk ESS (of the rank-normalised split chains) and tail ESS ``>= min_ess`` (default
   ``100 × chains``) for every element; tail ESS is ``min(ESS(I(θ ≤ q05)), ESS(I(θ ≤ q95)))`` (passed
   to ArviZ explicitly: ArviZ 1.x's default uses the 11% and 89% quantiles);
-* divergences: no divergent transition after warm-up;
+* divergences: no divergent transition after warm-up (replica exchange: in no replica);
 * E-BFMI: ``>= min_bfmi`` (0.3) in every chain (from ``sample_stats.energy``).
 
 Elements that never change (a node indicator stuck at one value in every chain) have no R-hat or
@@ -153,6 +153,9 @@ def diagnose(trace, *, max_rhat: float = 1.01, min_ess: float | None = None, min
         problems.append(f"tail ESS {worst_tail:.0f} < {min_ess:.0f} ({at_tail})")
     if divergences:
         problems.append(f"{divergences} divergent transitions of {chains * draws}")
+    hot = int(stats["hot_divergences"].values.sum()) if stats is not None and "hot_divergences" in stats else 0
+    if hot:  # replica exchange: a biased hot replica biases what it swaps into the cold one
+        problems.append(f"{hot} divergent transitions in the hotter replicas")
     low = [i for i, b in enumerate(bfmi) if not b >= min_bfmi]
     if low:
         problems.append(f"E-BFMI < {min_bfmi} in chains {low} ({', '.join(f'{bfmi[i]:.2f}' for i in low)})")

@@ -201,6 +201,9 @@ def test_diagnose_flags_each_failure():
     div[1, 7] = True
     d = diagnose(_trace(good, diverging=div))
     assert d.divergences == 1 and any("divergent" in p for p in d.problems)
+    hot = np.zeros((4, 500), int)
+    hot[2, 9] = 2  # replica exchange: divergences of the hotter replicas fail the run too
+    assert diagnose(_trace(good, hot_divergences=hot)).problems == ("2 divergent transitions in the hotter replicas",)
 
     walk = np.cumsum(rng.normal(size=(4, 500)), axis=1) * 0.05  # energy barely changes between draws: low E-BFMI
     assert any("E-BFMI" in p for p in diagnose(_trace(good, energy=walk)).problems)
