@@ -21,9 +21,10 @@ Bias adds, activations, normalisation, pooling and softmax are not counted.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -176,17 +177,25 @@ def latency(net: Network, params: Params, batch: jax.Array, repeats: int = 20) -
 
     Each call is timed to ``block_until_ready``, so it includes dispatch and the whole computation.
     """
+    return latencies([(net, params)], batch, repeats)[0]
+
+
+def latencies(models: Sequence[tuple[Network, Params]], batch: jax.Array, repeats: int = 20) -> list[float]:
+    """:func:`latency` of several ``(net, params)`` on one ``batch``, their calls interleaved (round-robin), so
+    none gains from running after the others (warm caches, clock boost): two identical networks get ratio ≈ 1."""
     if int(repeats) < 1:
         raise ValueError(f"repeats must be >= 1; got {repeats}")
     batch = jnp.asarray(batch)
-    fn = jax.jit(net.apply)
-    jax.block_until_ready(fn(params, batch))
-    times = []
+    calls = [functools.partial(jax.jit(net.apply), params) for net, params in models]
+    for call in calls:
+        jax.block_until_ready(call(batch))
+    times = [[] for _ in calls]
     for _ in range(int(repeats)):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(params, batch))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        for call, t in zip(calls, times):
+            t0 = time.perf_counter()
+            jax.block_until_ready(call(batch))
+            t.append(time.perf_counter() - t0)
+    return [float(np.median(t)) for t in times]
 
 
 def compare(net: Network, params: Params, masks: Mapping, batch: jax.Array, repeats: int = 20) -> dict:
@@ -197,13 +206,14 @@ def compare(net: Network, params: Params, masks: Mapping, batch: jax.Array, repe
     small_net, small_params = compact(net, params, masks)
     masked = nets.scale_nodes(params, {k: jnp.asarray(v) for k, v in masks.items()})
     diff = jnp.max(jnp.abs(jax.jit(net.apply)(masked, batch) - jax.jit(small_net.apply)(small_params, batch)))
+    dense_s, compact_s = latencies([(net, params), (small_net, small_params)], batch, repeats)
     row = {
         "params_dense": nets.n_params(params),
         "params_compact": nets.n_params(small_params),
         "flops_dense": flops(net),
         "flops_compact": flops(small_net),
-        "latency_dense_s": latency(net, params, batch, repeats),
-        "latency_compact_s": latency(small_net, small_params, batch, repeats),
+        "latency_dense_s": dense_s,
+        "latency_compact_s": compact_s,
         "max_abs_diff": float(diff),
     }
     row["compression"] = row["params_dense"] / max(row["params_compact"], 1)

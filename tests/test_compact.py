@@ -179,6 +179,8 @@ def test_latency_and_compare():
     assert row["max_abs_diff"] < 1e-4
     with pytest.raises(ValueError, match="repeats"):
         cp.latency(net, params, x, repeats=0)
+    a, b = cp.latencies([(net, params), (net, params)], x, repeats=30)  # the same network twice, interleaved
+    assert a > 0 and b > 0 and len(cp.latencies([(net, params)], x, repeats=1)) == 1
 
 
 def test_bad_masks_and_params_raise_clear_errors():
