@@ -123,6 +123,16 @@ def parser(name: str, description: str, *, seeds: bool = False, executor: bool =
     return p
 
 
+def schedule_options(p: argparse.ArgumentParser, full: dict, quick: dict, **helps: str) -> Callable[[argparse.Namespace], dict]:
+    """Add ``--<name>`` (a positive integer overriding the schedule entry ``name``) for every ``name=help``; return
+    ``args -> {name: value}`` of the ones given. A configuration holds that dict only when it is not empty, so
+    runs at the default schedule keep their keys and finished rows resume."""
+    for name, what in helps.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=positive_int, default=None,
+                       help=f"{what} (default {full[name]}; --quick {quick[name]})")
+    return lambda args: {k: getattr(args, k) for k in helps if getattr(args, k) is not None}
+
+
 def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None, *, quick: dict | None = None,
           full: dict | None = None) -> argparse.Namespace:
     """Parse ``argv``; every option left unset (``None``) takes its ``quick`` (with ``--quick``) or ``full`` default.

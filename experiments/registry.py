@@ -36,7 +36,7 @@ def _cpu(*args: str) -> tuple[tuple[str, ...], ...]:
 
 
 # LeNet-5-Caffe at CPU scale: shorter schedules than the MLP's (on 2 cores a 28x28 LeNet SVI step costs ~0.03 s and a
-# Laplace curvature pass over mnist5k ~30 s; docs/experiments.md gives the measured wall times)
+# Laplace curvature pass over mnist5k ~30 s; the README's results section gives the measured wall times)
 LENET_CPU = {"compare": ("--nets", "lenet-caffe", "--steps", "800", "--marglik-updates", "3", "--samples", "16"),
              "svi_sparsity": ("--net", "lenet5_caffe", "--steps", "1000", "--samples", "16"),
              "stochastic_bmr": ("--net", "lenet-caffe", "--warmup", "500", "--rounds", "5", "--steps-per-round", "100"),

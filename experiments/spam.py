@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from experiments._cli import (CLASSIFICATION_DATASETS, check_data, execute, load_data, nonnegative_int, parse, parser,
-                             positive_float, positive_int)
+                             positive_float, positive_int, schedule_options)
 from sparsebnn import masks as mask_lib
 from sparsebnn import metrics, nets, priors, prune
 from sparsebnn.infer import laplace, log_marglik
@@ -109,12 +109,10 @@ def main(argv: list[str] | None = None):
                    help="masked fine-tuning epochs after pruning (default 0)")
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--batch-size", type=positive_int, default=128)
-    for flag, what in (("epochs", "MAP training epochs"), ("marglik-every", "epochs between prior updates"),
-                       ("marglik-burnin", "epochs before the first prior update")):
-        p.add_argument(f"--{flag}", type=positive_int, default=None, help=f"{what} (default {FULL[flag.replace('-', '_')]}; "
-                       f"--quick {QUICK[flag.replace('-', '_')]})")
+    given = schedule_options(p, FULL, QUICK, epochs="MAP training epochs", marglik_every="epochs between prior updates",
+                             marglik_burnin="epochs before the first prior update")
     args = parse(p, argv, quick=dict(structures=QUICK_STRUCTURES), full=dict(structures=STRUCTURES))
-    schedule = {k: getattr(args, k) for k in ("epochs", "marglik_every", "marglik_burnin") if getattr(args, k) is not None}
+    schedule = given(args)
     check_data(p, args.dataset, [n for n in args.net if n != "mlp"], args.batch_size)
     configs = [dict(dataset=args.dataset, net=n, structure=s, curvature=args.curvature, seed=seed, lr=args.lr,
                     batch_size=args.batch_size, finetune_epochs=args.finetune_epochs, quick=args.quick,

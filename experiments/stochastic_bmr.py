@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 from experiments._cli import (CLASSIFICATION_DATASETS, check_data, execute, load_data, over_seeds, parse, parser,
-                             positive_float, positive_int)
+                             positive_float, positive_int, schedule_options)
 from sparsebnn import metrics, nets, priors
 from sparsebnn.infer import svi
 from sparsebnn.infer import map_train
@@ -124,12 +124,10 @@ def main(argv: list[str] | None = None):
     p.add_argument("--init-scale", type=positive_float, default=0.1,
                    help="initial sd of the SVI weight factors (default 0.1)")
     p.add_argument("--batch-size", type=positive_int, default=128)
-    for flag, what in (("warmup", "SVI warm-up steps before the first reduction"), ("rounds", "reduction rounds"),
-                       ("steps-per-round", "SVI steps between reductions")):
-        p.add_argument(f"--{flag}", type=positive_int, default=None, help=f"{what} (default {FULL[flag.replace('-', '_')]}; "
-                       f"--quick {QUICK[flag.replace('-', '_')]})")
+    given = schedule_options(p, FULL, QUICK, warmup="SVI warm-up steps before the first reduction",
+                             rounds="reduction rounds", steps_per_round="SVI steps between reductions")
     args = parse(p, argv, quick=dict(net=["mlp"]), full=dict(net=list(NETS)))
-    schedule = {k: getattr(args, k) for k in ("warmup", "rounds", "steps_per_round") if getattr(args, k) is not None}
+    schedule = given(args)
     check_data(p, args.dataset, [n for n in args.net if n != "mlp"], args.batch_size)
     configs = [dict(dataset=args.dataset, net=n, method=m, seed=seed, lr=args.lr, sigma0=args.sigma0,
                     init_scale=args.init_scale, batch_size=args.batch_size, quick=args.quick,

@@ -112,8 +112,7 @@ def run(config: dict) -> dict:
         x = jnp.asarray(ds.test.x[:LATENCY_BATCH])
         dense_s, compact_s = compact.latencies([(net, params), (small, small_params)], x)
         row.update(wall_time_s=wall, steps_per_s=post.steps_per_s, final_loss=float(post.losses[-20:].mean()),
-                   latency_dense_s=dense_s, latency_compact_s=compact_s)
-        row["latency_ratio"] = row["latency_compact_s"] / row["latency_dense_s"]
+                   latency_dense_s=dense_s, latency_compact_s=compact_s, latency_ratio=compact_s / dense_s)
     row.update(metrics.evaluate(outputs, ds.test.y, params=params, masks=masks, net=None if small is None else net,
                                 compact_net=small))
     if masks is None:
