@@ -76,3 +76,13 @@ def test_figures_keep_only_passing_references():
 def test_bad_dataset_name():
     with pytest.raises(ValueError, match="unknown dataset"):
         exp.load("mnist", 0, 10)
+
+
+def test_full_grid_sampler_settings_per_prior():
+    configs = exp.grid(False, 0, ["gaussian", "horseshoe", "ss-ig"])
+    assert len(configs) == 9 and all(c["samples"] == 1000 and c["chains"] == 4 for c in configs)
+    for c in configs:
+        want = exp.SAMPLER.get((c["prior"], c["dataset"]), dict(warmup=500, target_accept=0.99, max_tree_depth=8))
+        assert {k: c[k] for k in want} == want
+        assert c.get("dense_mass", False) == ((c["prior"], c["dataset"]) == ("horseshoe", "teacher1d"))
+    assert all("target_accept" not in c for c in exp.grid(True, 0, ["horseshoe"]))  # --quick keeps NUTS's defaults
