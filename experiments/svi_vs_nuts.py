@@ -6,8 +6,10 @@
 For every (dataset, network, prior) the same :class:`sparsebnn.model.BNN` (non-centred weights) is
 fitted by full-batch mean-field SVI (Concrete-relaxed indicators) and sampled by NUTS
 (:func:`sparsebnn.infer.nuts`; indicators enumerated up to 8 of them, else Metropolised Gibbs; ``--replicas R``:
-replica exchange over R likelihood temperatures, indicators enumerated up to 10 of them; maximum
-tree depth 8, target acceptance 0.99 (``--quick``: 0.9); every chain started at the SVI fit, so both describe the same posterior mode). Data: a
+replica exchange over R likelihood temperatures, indicators enumerated up to 10 of them; 4 chains x (500 warm-up +
+1000 draws), maximum tree depth 8, target acceptance 0.99, diagonal mass matrix, except the weight-wise horseshoe:
+``SAMPLER``; ``--quick``: 2 x (150 + 150), 0.9; every chain started at the SVI fit, so both describe the same
+posterior mode). Data: a
 1-D node-sparse tanh teacher (2 of 8 nodes live, noise sd 0.3, 50 points) for 1-4-1 and 1-4-4-1
 networks, and 100 training points of breast cancer (30-4-2); ``--quick``: 1-4-1 on 40 teacher
 points with SS-IG only. One row per run in ``<out>/svi_vs_nuts.csv``:
