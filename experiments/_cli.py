@@ -26,7 +26,7 @@ import math
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,12 +125,23 @@ def parser(name: str, description: str, *, seeds: bool = False, executor: bool =
 
 def schedule_options(p: argparse.ArgumentParser, full: dict, quick: dict, **helps: str) -> Callable[[argparse.Namespace], dict]:
     """Add ``--<name>`` (a positive integer overriding the schedule entry ``name``) for every ``name=help``; return
-    ``args -> {name: value}`` of the ones given. A configuration holds that dict only when it is not empty, so
-    runs at the default schedule keep their keys and finished rows resume."""
+    ``args -> {"schedule": {name: value}}`` of the ones given, ``{}`` when none is: a configuration holds the key
+    only then, so runs at the default schedule keep their keys and finished rows resume (:func:`schedule`)."""
     for name, what in helps.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=positive_int, default=None,
                        help=f"{what} (default {full[name]}; --quick {quick[name]})")
-    return lambda args: {k: getattr(args, k) for k in helps if getattr(args, k) is not None}
+
+    def given(args):
+        values = {k: getattr(args, k) for k in helps if getattr(args, k) is not None}
+        return {"schedule": values} if values else {}
+
+    return given
+
+
+def schedule(config: Mapping, full: dict, quick: dict) -> dict:
+    """The schedule of a configuration: ``quick`` (``config["quick"]``) or ``full``, with the overrides of
+    :func:`schedule_options` on top."""
+    return {**(quick if config["quick"] else full), **config.get("schedule", {})}
 
 
 def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None, *, quick: dict | None = None,

@@ -67,6 +67,7 @@ NETS = {
     "mixer": ("mixer", {"patch": 2, "width": 32, "depth": 2}),
 }
 METHODS = ("map", "gaussian-bmr", "horseshoe", "ss-ig", "ss-gl", "ss-ghs", "laplace-opd")
+MARGLIK_UPDATES = 10  # Laplace prior-precision updates over a fit (every epochs // 10 epochs)
 # SVI methods -> sparsebnn.priors.get arguments, as experiments.svi_sparsity (ss-ghs: c_reg per run, column c_reg)
 SVI_PRIORS = {
     "gaussian-bmr": {"name": "gaussian"},
@@ -241,7 +242,6 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     return over_seeds(table, ["dataset", *SUMMARY_COLUMNS[:4]], SUMMARY_COLUMNS[4:])
 
 
-MARGLIK_UPDATES = 10  # Laplace prior-precision updates over a fit (every epochs // 10 epochs)
 QUICK = dict(nets=["mlp"], steps=100, hidden=[16, 16], samples=4)
 FULL = dict(nets=["mlp", "lenet"], steps=4000, hidden=[100, 100], samples=32)
 

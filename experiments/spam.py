@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from experiments._cli import (CLASSIFICATION_DATASETS, check_data, execute, load_data, nonnegative_int, parse, parser,
-                             positive_float, positive_int, schedule_options)
+                             positive_float, positive_int, schedule, schedule_options)
 from sparsebnn import masks as mask_lib
 from sparsebnn import metrics, nets, priors, prune
 from sparsebnn.infer import laplace, log_marglik
@@ -54,7 +54,7 @@ def _evaluate(net, params, test, masks=None, reference_accuracy=None) -> dict:
 
 
 def run(config: dict) -> list[dict]:
-    sched = {**(QUICK if config["quick"] else FULL), **config.get("schedule", {})}
+    sched = schedule(config, FULL, QUICK)
     ds = load_data(config["dataset"], seed=config["seed"], flat=config["net"] == "mlp")
     name, options = NETS[config["net"]]
     net = nets.build(name, ds, **options | ({"hidden": sched["hidden"]} if name == "mlp" else {}))
@@ -112,11 +112,11 @@ def main(argv: list[str] | None = None):
     given = schedule_options(p, FULL, QUICK, epochs="MAP training epochs", marglik_every="epochs between prior updates",
                              marglik_burnin="epochs before the first prior update")
     args = parse(p, argv, quick=dict(structures=QUICK_STRUCTURES), full=dict(structures=STRUCTURES))
-    schedule = given(args)
     check_data(p, args.dataset, [n for n in args.net if n != "mlp"], args.batch_size)
+    overrides = given(args)
     configs = [dict(dataset=args.dataset, net=n, structure=s, curvature=args.curvature, seed=seed, lr=args.lr,
                     batch_size=args.batch_size, finetune_epochs=args.finetune_epochs, quick=args.quick,
-                    **({"schedule": schedule} if schedule else {}))
+                    **overrides)
                for seed in args.seeds for n in args.net for s in args.structures]
     table = execute(args, configs, run, args.out / "spam.csv", desc="spam")
     if len(table):

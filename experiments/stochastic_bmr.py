@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 from experiments._cli import (CLASSIFICATION_DATASETS, check_data, execute, load_data, over_seeds, parse, parser,
-                             positive_float, positive_int, schedule_options)
+                             positive_float, positive_int, schedule, schedule_options)
 from sparsebnn import metrics, nets, priors
 from sparsebnn.infer import svi
 from sparsebnn.infer import map_train
@@ -77,8 +77,7 @@ def _svi_rows(post, net, test, samples, key, base):
 
 
 def run(config: dict) -> list[dict]:
-    quick = config["quick"]
-    sched = {**(QUICK if quick else FULL), **config.get("schedule", {})}
+    sched = schedule(config, FULL, QUICK)
     ds = load(config["dataset"], config["net"], config["seed"])
     name, options = NETS[config["net"]]
     net = nets.build(name, ds, **options | ({"hidden": sched["hidden"]} if name == "mlp" else {}))
@@ -127,11 +126,11 @@ def main(argv: list[str] | None = None):
     given = schedule_options(p, FULL, QUICK, warmup="SVI warm-up steps before the first reduction",
                              rounds="reduction rounds", steps_per_round="SVI steps between reductions")
     args = parse(p, argv, quick=dict(net=["mlp"]), full=dict(net=list(NETS)))
-    schedule = given(args)
     check_data(p, args.dataset, [n for n in args.net if n != "mlp"], args.batch_size)
+    overrides = given(args)
     configs = [dict(dataset=args.dataset, net=n, method=m, seed=seed, lr=args.lr, sigma0=args.sigma0,
                     init_scale=args.init_scale, batch_size=args.batch_size, quick=args.quick,
-                    **({"schedule": schedule} if schedule else {}))
+                    **overrides)
                for seed in args.seeds for n in args.net for m in args.methods]
     table = execute(args, configs, run, args.out / "stochastic_bmr.csv", desc="stochastic_bmr")
     final = summary(table)

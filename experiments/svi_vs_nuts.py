@@ -112,7 +112,8 @@ def grid(quick: bool, seed: int, prior_names, replicas: int = 1) -> list[dict]:
         budget = dict(warmup=500, samples=1000, chains=4, max_tree_depth=8, svi_steps=5000, target_accept=0.99)
     if replicas > 1:
         budget["replicas"] = int(replicas)
-    return [dict(dataset=d, widths=list(w), n_train=n, prior=p, seed=seed, **(budget if quick else budget | SAMPLER.get((p, d), {})))
+    per_run = {} if quick else SAMPLER
+    return [dict(dataset=d, widths=list(w), n_train=n, prior=p, seed=seed, **budget | per_run.get((p, d), {}))
             for d, w, n in runs for p in prior_names]
 
 
@@ -272,7 +273,7 @@ def run(config: Mapping, out_dir: Path | None = None) -> dict:
                          num_chains=config["chains"], init=start_values(svi_sites), seed=config["seed"],
                          centered=None, max_tree_depth=config["max_tree_depth"],
                          max_enumerate=MAX_ENUMERATE if replicas == 1 else 1024, replicas=replicas,
-                         target_accept=config.get("target_accept", 0.9), dense_mass=config.get("dense_mass", False))
+                         **{k: config[k] for k in ("target_accept", "dense_mass") if k in config})  # else NUTS's defaults
     for w in caught:  # re-raise loudly with the configuration attached
         warnings.warn(f"{config['dataset']}/{config['prior']}/{widths}: {w.message}", DiagnosticsWarning, stacklevel=2)
 

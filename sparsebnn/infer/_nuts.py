@@ -246,11 +246,12 @@ def over_configs(t: Target, f: Callable[[dict], jax.Array]) -> jax.Array:
     it, not once per joint configuration (``2.3×`` faster gradients on 1-4-4-1, whose 256 configurations are
     16 × 16).
     """
-    g = f
+    def over_site(g, name, values):  # config -> g over every value of this site's indicators
+        return lambda config: jax.vmap(lambda v: g({**config, name: v}))(values)
+
     for name, values in reversed(t.configs.items()):
-        g = functools.partial(lambda g, name, values, config: jax.vmap(lambda v: g({**config, name: v}))(values),
-                              g, name, values)
-    return g({}).reshape(-1)
+        f = over_site(f, name, values)
+    return f({}).reshape(-1)
 
 
 def log_joints(t: Target, unconstrained: dict, x, y, beta=None) -> jax.Array:
